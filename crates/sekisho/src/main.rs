@@ -1,1 +1,50 @@
-fn main() {}
+//! `sekisho` — the command-line entry point.
+//!
+//! Every subcommand lives in its own module; this file only parses arguments and
+//! dispatches. `check` and `serve` share one loading path (`sekisho_gateway::load`),
+//! so what `check` accepts is exactly what `serve` runs.
+#![forbid(unsafe_code)]
+
+mod cli_audit;
+mod cli_certs;
+mod cli_policy;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "sekisho", version, about = "Sekisho (関所): zero-trust access gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Policy tools for IT officers: test, explain.
+    #[command(subcommand)]
+    Policy(cli_policy::PolicyCommand),
+    /// Audit trail tools for auditors: verify, query, stats.
+    #[command(subcommand)]
+    Audit(cli_audit::AuditCommand),
+    /// Development certificate tooling: init, issue-device, revoke.
+    #[command(subcommand)]
+    Certs(cli_certs::CertsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Policy(cmd) => cli_policy::run(cmd),
+        Command::Audit(cmd) => cli_audit::run(cmd),
+        Command::Certs(cmd) => cli_certs::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
