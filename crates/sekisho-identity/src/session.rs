@@ -1,0 +1,594 @@
+//! Browser sessions in encrypted, authenticated cookies.
+//!
+//! **Where the session lives.** In the cookie (replicas stay stateless, as DESIGN.md asks), sealed
+//! with AES-256-GCM under the key ring and bound to the cookie name. Only the mapped claims are
+//! kept (short keys, groups filtered to `relevant_groups` when configured) plus the refresh
+//! token. A sealed session longer than `chunk_bytes` is split over `__Host-sekisho`,
+//! `__Host-sekisho.1`, …; a session longer than `max_cookie_bytes` (default 6,000) is refused
+//! with [`IdentityError::SessionTooLarge`] rather than sent: a browser that carries 8 KiB+ of
+//! cookies meets `431 Request Header Fields Too Large` at the next proxy, which is worse than a
+//! clear error page naming the fix (`relevant_groups`).
+//!
+//! **What the server keeps.** Only the revocation list (session ids logged out, each until the
+//! session's absolute end), so a cookie replayed after logout is refused. It is in memory per
+//! replica: with several replicas, logout revocation reaches the other replicas only through
+//! the claim refresh (the IdP refuses the ended grant within `claims_max_age`).
+//!
+//! **Times.** Every check takes `now`; nothing here reads the clock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::claims::{AuthMethod, MappedClaims, VerifiedIdentity};
+use crate::config::SessionConfig;
+use crate::error::IdentityError;
+use crate::keys::CookieKeyRing;
+use crate::metrics::IdentityMetrics;
+
+const VERSION: u8 = 1;
+const MAX_CHUNKS: usize = 9;
+
+/// The session as sealed in the cookie.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SessionData {
+    #[serde(rename = "v")]
+    pub version: u8,
+    /// Random session id (128 bits), the key of the revocation list.
+    #[serde(rename = "i")]
+    pub sid: String,
+    #[serde(rename = "u")]
+    pub claims: MappedClaims,
+    /// Login time.
+    #[serde(rename = "c")]
+    pub created: i64,
+    /// Absolute end.
+    #[serde(rename = "x")]
+    pub expires: i64,
+    /// Last request seen (idle timeout).
+    #[serde(rename = "l")]
+    pub seen: i64,
+    /// When the claims were last fetched from the IdP.
+    #[serde(rename = "r")]
+    pub claims_at: i64,
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// A session that opened, is within its lifetimes and is not revoked.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) data: SessionData,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("sub", &self.data.claims.sub)
+            .field("expires", &self.data.expires)
+            .field(
+                "refresh_token",
+                &self.data.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Unix second of the absolute end.
+    pub fn expires_at(&self) -> i64 {
+        self.data.expires
+    }
+    pub fn has_refresh_token(&self) -> bool {
+        self.data.refresh_token.is_some()
+    }
+}
+
+/// Why a present session cookie was refused. The gateway clears the cookies and treats the
+/// request as anonymous (login for browsers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRejection {
+    /// Does not open under any key, or is not a session (tampered, forged, old key removed).
+    Invalid,
+    /// Past its absolute lifetime.
+    Expired,
+    /// Past its idle timeout.
+    Idle,
+    /// Logged out (cookie replay).
+    Revoked,
+    /// Claims too old and no way to refresh them (no refresh token).
+    ClaimsStale,
+    /// The IdP refused the refresh token (user disabled, grant revoked).
+    RefreshRejected,
+}
+
+impl SessionRejection {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SessionRejection::Invalid => "invalid",
+            SessionRejection::Expired => "expired",
+            SessionRejection::Idle => "idle",
+            SessionRejection::Revoked => "revoked",
+            SessionRejection::ClaimsStale => "claims_stale",
+            SessionRejection::RefreshRejected => "refresh_rejected",
+        }
+    }
+}
+
+/// Result of reading the session cookies.
+#[derive(Debug)]
+pub enum Decoded {
+    /// No session cookie.
+    Absent,
+    Rejected(SessionRejection),
+    Valid(Session),
+}
+
+/// Seals, opens, checks and revokes sessions.
+pub struct SessionManager {
+    cfg: SessionConfig,
+    keys: ArcSwap<CookieKeyRing>,
+    revoked: moka::sync::Cache<String, i64>,
+    issuer: String,
+    metrics: Arc<IdentityMetrics>,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// All `name=value` pairs of all `Cookie` headers. `None` when a name repeats (a `__Host-`
+/// cookie cannot legitimately appear twice, so a duplicate is an injection attempt).
+pub(crate) fn cookie_pairs(headers: &HeaderMap, prefix: &str) -> Option<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for v in headers.get_all(COOKIE) {
+        let Ok(s) = v.to_str() else { continue };
+        for pair in s.split(';') {
+            let pair = pair.trim();
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let name = name.trim();
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let value = value.trim().trim_matches('"');
+            if out.insert(name.to_owned(), value.to_owned()).is_some() {
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+pub(crate) fn set_cookie(name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let s = format!(
+        "{name}={value}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
+        max_age.max(0)
+    );
+    HeaderValue::from_str(&s).expect("cookie names and sealed values are visible ASCII")
+}
+
+impl SessionManager {
+    pub fn new(
+        cfg: SessionConfig,
+        keys: CookieKeyRing,
+        issuer: impl Into<String>,
+        metrics: Arc<IdentityMetrics>,
+    ) -> Result<Self, IdentityError> {
+        cfg.validate()
+            .map_err(|e| IdentityError::Config(e.join("; ")))?;
+        let revoked = moka::sync::Cache::builder()
+            .max_capacity(cfg.revocation_capacity)
+            .time_to_live(cfg.absolute_lifetime)
+            .build();
+        Ok(SessionManager {
+            cfg,
+            keys: ArcSwap::from_pointee(keys),
+            revoked,
+            issuer: issuer.into(),
+            metrics,
+        })
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+
+    /// Replaces the key ring (rotation on reload).
+    pub fn set_keys(&self, keys: CookieKeyRing) {
+        self.keys.store(Arc::new(keys));
+    }
+
+    pub(crate) fn keys(&self) -> Arc<CookieKeyRing> {
+        self.keys.load_full()
+    }
+
+    fn chunk_name(&self, i: usize) -> String {
+        if i == 0 {
+            self.cfg.cookie_name.clone()
+        } else {
+            format!("{}.{i}", self.cfg.cookie_name)
+        }
+    }
+
+    fn max_chunks(&self) -> usize {
+        self.cfg
+            .max_cookie_bytes
+            .div_ceil(self.cfg.chunk_bytes)
+            .clamp(1, MAX_CHUNKS)
+    }
+
+    /// Opens the session cookies without checking lifetimes or revocation.
+    fn open(&self, headers: &HeaderMap) -> Result<Option<SessionData>, SessionRejection> {
+        let Some(pairs) = cookie_pairs(headers, &self.cfg.cookie_name) else {
+            return Err(SessionRejection::Invalid);
+        };
+        let Some(first) = pairs.get(&self.cfg.cookie_name) else {
+            return Ok(None);
+        };
+        let (count, part0) = first.split_once('~').ok_or(SessionRejection::Invalid)?;
+        let count: usize = count.parse().map_err(|_| SessionRejection::Invalid)?;
+        if count == 0 || count > self.max_chunks() {
+            return Err(SessionRejection::Invalid);
+        }
+        let mut sealed = part0.to_owned();
+        for i in 1..count {
+            sealed.push_str(
+                pairs
+                    .get(&self.chunk_name(i))
+                    .ok_or(SessionRejection::Invalid)?,
+            );
+        }
+        let json = self
+            .keys
+            .load()
+            .open(&self.cfg.cookie_name, &sealed)
+            .ok_or(SessionRejection::Invalid)?;
+        let data: SessionData =
+            serde_json::from_str(&json).map_err(|_| SessionRejection::Invalid)?;
+        if data.version != VERSION {
+            return Err(SessionRejection::Invalid);
+        }
+        Ok(Some(data))
+    }
+
+    /// Reads and checks the session cookies: opens under the key ring, then absolute lifetime,
+    /// idle timeout and revocation against `now`.
+    pub fn decode(&self, headers: &HeaderMap, now: Timestamp) -> Decoded {
+        let data = match self.open(headers) {
+            Ok(None) => return Decoded::Absent,
+            Ok(Some(d)) => d,
+            Err(r) => {
+                IdentityMetrics::inc(&self.metrics.sessions_rejected);
+                return Decoded::Rejected(r);
+            }
+        };
+        let now_s = now.as_second();
+        let rejection = if now_s >= data.expires {
+            Some(SessionRejection::Expired)
+        } else if now_s - data.seen > self.cfg.idle_timeout.as_secs() as i64 {
+            Some(SessionRejection::Idle)
+        } else if self.revoked.contains_key(&data.sid) {
+            IdentityMetrics::inc(&self.metrics.sessions_revoked_replay);
+            Some(SessionRejection::Revoked)
+        } else {
+            None
+        };
+        match rejection {
+            Some(r) => {
+                IdentityMetrics::inc(&self.metrics.sessions_rejected);
+                Decoded::Rejected(r)
+            }
+            None => Decoded::Valid(Session { data }),
+        }
+    }
+
+    /// A new session for freshly verified claims.
+    pub(crate) fn create(
+        &self,
+        claims: MappedClaims,
+        refresh_token: Option<String>,
+        now: Timestamp,
+    ) -> Session {
+        let now_s = now.as_second();
+        Session {
+            data: SessionData {
+                version: VERSION,
+                sid: uuid::Uuid::new_v4().simple().to_string(),
+                claims,
+                created: now_s,
+                expires: now_s + self.cfg.absolute_lifetime.as_secs() as i64,
+                seen: now_s,
+                claims_at: now_s,
+                refresh_token,
+            },
+        }
+    }
+
+    /// `Set-Cookie` values that store `session`: its chunks, then removals of chunks it no
+    /// longer uses.
+    pub fn encode(
+        &self,
+        session: &Session,
+        now: Timestamp,
+    ) -> Result<Vec<HeaderValue>, IdentityError> {
+        let json = serde_json::to_string(&session.data)
+            .map_err(|e| IdentityError::Config(e.to_string()))?;
+        let sealed = self.keys.load().seal(&self.cfg.cookie_name, &json);
+        let chunk = self.cfg.chunk_bytes - 4;
+        let parts: Vec<&str> = sealed
+            .as_bytes()
+            .chunks(chunk)
+            .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+            .collect();
+        let size = sealed.len() + parts.len() * (self.cfg.cookie_name.len() + 4);
+        if size > self.cfg.max_cookie_bytes || parts.len() > self.max_chunks() {
+            return Err(IdentityError::SessionTooLarge {
+                size,
+                limit: self.cfg.max_cookie_bytes,
+            });
+        }
+        let max_age = session.data.expires - now.as_second();
+        let mut out = Vec::with_capacity(self.max_chunks());
+        for (i, p) in parts.iter().enumerate() {
+            let value = if i == 0 {
+                format!("{}~{p}", parts.len())
+            } else {
+                (*p).to_owned()
+            };
+            out.push(set_cookie(&self.chunk_name(i), &value, max_age));
+        }
+        for i in parts.len()..self.max_chunks() {
+            out.push(set_cookie(&self.chunk_name(i), "", 0));
+        }
+        Ok(out)
+    }
+
+    /// `Set-Cookie` values that remove every session chunk.
+    pub fn clear_cookies(&self) -> Vec<HeaderValue> {
+        (0..self.max_chunks())
+            .map(|i| set_cookie(&self.chunk_name(i), "", 0))
+            .collect()
+    }
+
+    /// Puts the session id on the revocation list until the session's absolute end.
+    pub fn revoke(&self, session: &Session) {
+        self.revoked
+            .insert(session.data.sid.clone(), session.data.expires);
+    }
+
+    /// Opens the cookies (ignoring lifetimes) and revokes the session; for logout, so even an
+    /// idle session's id is refused afterwards. True if there was a session.
+    pub fn revoke_from_headers(&self, headers: &HeaderMap) -> bool {
+        match self.open(headers) {
+            Ok(Some(data)) => {
+                self.revoke(&Session { data });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Claims are older than `claims_max_age`.
+    pub fn needs_refresh(&self, session: &Session, now: Timestamp) -> bool {
+        now.as_second() - session.data.claims_at >= self.cfg.claims_max_age.as_secs() as i64
+    }
+
+    /// The cookie should be re-issued to move the idle deadline.
+    pub fn needs_touch(&self, session: &Session, now: Timestamp) -> bool {
+        now.as_second() - session.data.seen >= self.cfg.touch_interval.as_secs() as i64
+    }
+
+    pub(crate) fn touch(&self, session: &mut Session, now: Timestamp) {
+        session.data.seen = now.as_second();
+    }
+
+    /// The identity a valid session proves.
+    pub fn identity(&self, session: &Session) -> VerifiedIdentity {
+        let idle_end = session.data.seen + self.cfg.idle_timeout.as_secs() as i64;
+        let end = session.data.expires.min(idle_end);
+        session.data.claims.clone().into_identity(
+            &self.issuer,
+            AuthMethod::Session,
+            Timestamp::from_second(end).ok(),
+            Timestamp::from_second(session.data.claims_at).ok(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClaimsMapping;
+    use crate::keys::CookieKey;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    fn claims(groups: usize) -> MappedClaims {
+        let raw = serde_json::json!({
+            "sub": "alice", "email": "alice@city.example.jp", "amr": ["pwd", "otp"],
+            "groups": (0..groups).map(|i| format!("group-{i:04}")).collect::<Vec<_>>(),
+        });
+        MappedClaims::from_raw(raw.as_object().unwrap(), &ClaimsMapping::default(), false).unwrap()
+    }
+
+    fn manager(keys: Vec<CookieKey>) -> SessionManager {
+        SessionManager::new(
+            SessionConfig::default(),
+            CookieKeyRing::new(keys).unwrap(),
+            "https://idp",
+            Arc::new(IdentityMetrics::default()),
+        )
+        .unwrap()
+    }
+
+    /// Turns Set-Cookie values into the Cookie header a browser would send.
+    pub(crate) fn browser(set: &[HeaderValue]) -> HeaderMap {
+        let pairs: Vec<String> = set
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .filter(|p| !p.split_once('=').is_some_and(|(_, v)| v.is_empty()))
+            .collect();
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_str(&pairs.join("; ")).unwrap());
+        h
+    }
+
+    #[test]
+    fn roundtrip_and_attributes() {
+        let m = manager(vec![CookieKey::generate("k")]);
+        let s = m.create(claims(3), Some("rt".into()), ts(1000));
+        let set = m.encode(&s, ts(1000)).unwrap();
+        let first = set[0].to_str().unwrap();
+        assert!(first.starts_with("__Host-sekisho=1~"));
+        for attr in [
+            "Path=/",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Max-Age=36000",
+        ] {
+            assert!(first.contains(attr), "{first}");
+        }
+        let Decoded::Valid(back) = m.decode(&browser(&set), ts(1001)) else {
+            panic!()
+        };
+        assert_eq!(back.data.claims.groups.len(), 3);
+        let id = m.identity(&back);
+        assert_eq!(id.sub(), "alice");
+        assert!(id.has_mfa());
+    }
+
+    #[test]
+    fn lifetimes_are_enforced_with_injected_time() {
+        let m = manager(vec![CookieKey::generate("k")]);
+        let s = m.create(claims(1), None, ts(0));
+        let h = browser(&m.encode(&s, ts(0)).unwrap());
+        assert!(matches!(m.decode(&h, ts(3600)), Decoded::Valid(_)));
+        assert!(matches!(
+            m.decode(&h, ts(3601)),
+            Decoded::Rejected(SessionRejection::Idle)
+        ));
+        let mut s2 = s.clone();
+        s2.data.seen = 36_000 - 10;
+        let h2 = browser(&m.encode(&s2, ts(36_000 - 10)).unwrap());
+        assert!(matches!(
+            m.decode(&h2, ts(36_000)),
+            Decoded::Rejected(SessionRejection::Expired)
+        ));
+        assert!(m.needs_refresh(&s, ts(600)));
+        assert!(!m.needs_refresh(&s, ts(599)));
+    }
+
+    #[test]
+    fn tampered_forged_and_rotated_cookies() {
+        let old = CookieKey::generate("old");
+        let m_old = manager(vec![old.clone()]);
+        let s = m_old.create(claims(1), None, ts(0));
+        let set = m_old.encode(&s, ts(0)).unwrap();
+        // Rotation: the new ring still opens cookies sealed by the old key.
+        let m_new = manager(vec![CookieKey::generate("new"), old]);
+        assert!(matches!(
+            m_new.decode(&browser(&set), ts(1)),
+            Decoded::Valid(_)
+        ));
+        // After removal of the old key it no longer opens.
+        m_new.set_keys(CookieKeyRing::new(vec![CookieKey::generate("newer")]).unwrap());
+        assert!(matches!(
+            m_new.decode(&browser(&set), ts(1)),
+            Decoded::Rejected(SessionRejection::Invalid)
+        ));
+        // Flip one character of the sealed value.
+        let v = set[0]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut bytes = v.into_bytes();
+        let i = bytes.len() - 5;
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_bytes(&bytes).unwrap());
+        assert!(matches!(
+            m_old.decode(&h, ts(1)),
+            Decoded::Rejected(SessionRejection::Invalid)
+        ));
+        // A forged plaintext session.
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("__Host-sekisho=1~eyJ2IjoxLCJ1Ijp7InMiOiJyb290In19"),
+        );
+        assert!(matches!(
+            m_old.decode(&h, ts(1)),
+            Decoded::Rejected(SessionRejection::Invalid)
+        ));
+        // Duplicate cookie names are refused.
+        let mut h = browser(&set);
+        h.append(COOKIE, HeaderValue::from_static("__Host-sekisho=1~x"));
+        assert!(matches!(
+            m_old.decode(&h, ts(1)),
+            Decoded::Rejected(SessionRejection::Invalid)
+        ));
+    }
+
+    #[test]
+    fn big_sessions_are_chunked_and_huge_ones_refused() {
+        let m = manager(vec![CookieKey::generate("k")]);
+        let s = m.create(claims(200), Some("r".repeat(200)), ts(0));
+        let set = m.encode(&s, ts(0)).unwrap();
+        assert!(set[1].to_str().unwrap().starts_with("__Host-sekisho.1="));
+        assert!(!set[1].to_str().unwrap().starts_with("__Host-sekisho.1=;"));
+        let total: usize = set.iter().map(|v| v.len()).sum();
+        assert!(total < 6_400, "{total}");
+        let Decoded::Valid(back) = m.decode(&browser(&set), ts(1)) else {
+            panic!()
+        };
+        assert_eq!(back.data.claims.groups.len(), 200);
+        // A chunk missing → invalid, not a panic.
+        let only_first = browser(&set[..1]);
+        assert!(matches!(
+            m.decode(&only_first, ts(1)),
+            Decoded::Rejected(SessionRejection::Invalid)
+        ));
+        let huge = m.create(claims(400), None, ts(0));
+        assert!(matches!(
+            m.encode(&huge, ts(0)),
+            Err(IdentityError::SessionTooLarge { .. })
+        ));
+        // A small session clears the chunk a bigger one left behind.
+        let small = m.encode(&m.create(claims(1), None, ts(0)), ts(0)).unwrap();
+        assert!(
+            small[1]
+                .to_str()
+                .unwrap()
+                .starts_with("__Host-sekisho.1=; Path=/; Max-Age=0")
+        );
+    }
+
+    #[test]
+    fn revoked_sessions_are_refused() {
+        let m = manager(vec![CookieKey::generate("k")]);
+        let s = m.create(claims(1), None, ts(0));
+        let h = browser(&m.encode(&s, ts(0)).unwrap());
+        assert!(m.revoke_from_headers(&h));
+        assert!(matches!(
+            m.decode(&h, ts(1)),
+            Decoded::Rejected(SessionRejection::Revoked)
+        ));
+    }
+}

@@ -1,0 +1,435 @@
+//! What goes upstream: client-sent identity headers removed, Sekisho's cookies removed, and a
+//! signed assertion (ES256 JWT) that upstreams verify against `/.sekisho/jwks.json`.
+
+use std::collections::HashSet;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::header::{COOKIE, HeaderName};
+use http::{HeaderMap, HeaderValue};
+use jiff::Timestamp;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::claims::VerifiedIdentity;
+use crate::error::IdentityError;
+
+/// Header names (normalised: lowercase, `_` → `-`) that carry identity in common proxies and
+/// platforms. Any client-sent header whose normalised name is here, or starts with one of
+/// [`IDENTITY_HEADER_PREFIXES`], is removed before the gateway sets its own.
+pub const IDENTITY_HEADERS: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-remote-user",
+    "x-remote-email",
+    "x-remote-groups",
+    "remote-user",
+    "x-user",
+    "x-user-id",
+    "x-email",
+    "x-groups",
+    "x-authenticated-user",
+    "x-authenticated-userid",
+    "x-authenticated-groups",
+    "x-webauth-user",
+    "x-id-token",
+    "x-access-token",
+    "x-userinfo",
+];
+
+/// Normalised prefixes of identity-bearing header families.
+pub const IDENTITY_HEADER_PREFIXES: &[&str] = &[
+    "x-sekisho-",
+    "x-auth-request-",
+    "x-ms-client-principal",
+    "x-ms-token-",
+    "x-goog-authenticated-user-",
+    "x-goog-iap-jwt",
+    "x-amzn-oidc-",
+    "oidc-claim-",
+    "x-oidc-",
+    "oidc-access-token",
+    "oidc-id-token",
+];
+
+fn normalise(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// Removes every identity-looking header: the built-in list, the configured names (the
+/// gateway's own identity headers and assertion header), with case, `_`/`-` and duplicate
+/// variants (`X_Forwarded_Email`, `x-forwarded-email` twice …). Returns how many header names
+/// were removed (for the audit record).
+pub fn strip_identity_headers(headers: &mut HeaderMap, configured: &[&str]) -> usize {
+    let configured: HashSet<String> = configured.iter().map(|n| normalise(n)).collect();
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let n = normalise(k.as_str());
+            configured.contains(&n)
+                || IDENTITY_HEADERS.contains(&n.as_str())
+                || IDENTITY_HEADER_PREFIXES.iter().any(|p| n.starts_with(p))
+        })
+        .cloned()
+        .collect();
+    for name in &doomed {
+        // `remove` drops every value of a repeated header.
+        headers.remove(name);
+    }
+    doomed.len()
+}
+
+/// Removes Sekisho's own cookies (`__Host-sekisho…`, session chunks and login cookies) from
+/// every `Cookie` header, keeping the others byte for byte. Cookie names are case-sensitive
+/// (RFC 6265), but browsers and servers disagree on odd forms, so the prefix match here is
+/// case-insensitive: stripping too much of our own namespace is the safe side.
+pub fn strip_sekisho_cookies(headers: &mut HeaderMap, cookie_name: &str) {
+    let prefix = cookie_name.to_ascii_lowercase();
+    let mut kept: Vec<String> = Vec::new();
+    let mut touched = false;
+    for value in headers.get_all(COOKIE) {
+        let Ok(s) = value.to_str() else {
+            // A non-UTF-8 cookie header cannot be filtered safely: drop it whole.
+            touched = true;
+            continue;
+        };
+        for pair in s.split(';') {
+            let pair = pair.trim();
+            if pair.is_empty() {
+                continue;
+            }
+            let name = pair.split('=').next().unwrap_or("").trim();
+            if name.to_ascii_lowercase().starts_with(&prefix) {
+                touched = true;
+            } else {
+                kept.push(pair.to_owned());
+            }
+        }
+    }
+    if !touched {
+        return;
+    }
+    headers.remove(COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(COOKIE, v);
+    }
+}
+
+/// Sets the gateway's own identity headers (user, email, groups) after stripping. Values that
+/// are not valid header values (control characters) are left out rather than mangled.
+pub fn set_identity_headers(
+    headers: &mut HeaderMap,
+    identity: &VerifiedIdentity,
+    user_header: Option<&HeaderName>,
+    email_header: Option<&HeaderName>,
+    groups_header: Option<&HeaderName>,
+) {
+    if let Some(h) = user_header
+        && let Ok(v) = HeaderValue::from_str(identity.sub())
+    {
+        headers.insert(h.clone(), v);
+    }
+    if let (Some(h), Some(e)) = (email_header, identity.email())
+        && let Ok(v) = HeaderValue::from_str(e)
+    {
+        headers.insert(h.clone(), v);
+    }
+    if let Some(h) = groups_header
+        && let Ok(v) = HeaderValue::from_str(&identity.groups().join(","))
+    {
+        headers.insert(h.clone(), v);
+    }
+}
+
+/// The claims of an upstream assertion.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct AssertionClaims {
+    pub iss: String,
+    /// The route name.
+    pub aud: String,
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    pub policy_version: String,
+    pub request_id: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    jwk: serde_json::Value,
+}
+
+/// Signs upstream assertions with ES256 and publishes the public keys.
+///
+/// Keys rotate by construction: [`AssertionSigner::new`] takes the current PKCS#8 PEM key and
+/// older public-only keys stay in the JWKS through `retired_public_jwks` until upstreams have
+/// picked up the new one.
+pub struct AssertionSigner {
+    issuer: String,
+    lifetime: std::time::Duration,
+    current: SigningKey,
+    jwks: serde_json::Value,
+}
+
+impl std::fmt::Debug for AssertionSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssertionSigner")
+            .field("issuer", &self.issuer)
+            .field("kid", &self.current.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ec_public_jwk(public_raw: &[u8]) -> Result<(String, serde_json::Value), IdentityError> {
+    // Uncompressed SEC1 point: 0x04 || X (32) || Y (32).
+    if public_raw.len() != 65 || public_raw[0] != 4 {
+        return Err(IdentityError::Config(
+            "assertion key must be an EC P-256 key".into(),
+        ));
+    }
+    let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(public_raw)[..12]);
+    let jwk = serde_json::json!({
+        "kty": "EC",
+        "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(&public_raw[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&public_raw[33..65]),
+        "use": "sig",
+        "alg": "ES256",
+        "kid": kid,
+    });
+    Ok((kid, jwk))
+}
+
+impl AssertionSigner {
+    /// `pkcs8_pem`: an EC P-256 private key (`openssl genpkey -algorithm EC -pkeyopt
+    /// ec_paramgen_curve:P-256`). `lifetime`: assertion lifetime (keep it short: 60 s).
+    pub fn new(
+        issuer: impl Into<String>,
+        pkcs8_pem: &str,
+        lifetime: std::time::Duration,
+        retired_public_jwks: Vec<serde_json::Value>,
+    ) -> Result<Self, IdentityError> {
+        let kp = rcgen::KeyPair::from_pem(pkcs8_pem)
+            .map_err(|_| IdentityError::Config("assertion key is not a PKCS#8 PEM key".into()))?;
+        if kp.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
+            return Err(IdentityError::Config(
+                "assertion key must be an EC P-256 key".into(),
+            ));
+        }
+        let (kid, jwk) = ec_public_jwk(&kp.public_key_raw())?;
+        let encoding = EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes())
+            .map_err(|_| IdentityError::Config("assertion key cannot sign ES256".into()))?;
+        let mut keys = vec![jwk.clone()];
+        keys.extend(
+            retired_public_jwks
+                .into_iter()
+                .filter(|k| k.get("kid") != jwk.get("kid")),
+        );
+        Ok(AssertionSigner {
+            issuer: issuer.into(),
+            lifetime,
+            current: SigningKey { kid, encoding, jwk },
+            jwks: serde_json::json!({ "keys": keys }),
+        })
+    }
+
+    /// A signer with a fresh key (development and tests). Returns the PEM so it can be stored.
+    pub fn generate(
+        issuer: impl Into<String>,
+        lifetime: std::time::Duration,
+    ) -> Result<(Self, String), IdentityError> {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| IdentityError::Config(format!("key generation failed: {e}")))?;
+        let pem = kp.serialize_pem();
+        Ok((
+            AssertionSigner::new(issuer, &pem, lifetime, Vec::new())?,
+            pem,
+        ))
+    }
+
+    /// The public JWK of the current key (to keep as a retired key after rotation).
+    pub fn current_public_jwk(&self) -> &serde_json::Value {
+        &self.current.jwk
+    }
+
+    /// The body of `/.sekisho/jwks.json`.
+    pub fn jwks_json(&self) -> String {
+        self.jwks.to_string()
+    }
+
+    /// Signs an assertion for `route` about `identity`.
+    pub fn sign(
+        &self,
+        identity: &VerifiedIdentity,
+        route: &str,
+        device_id: Option<&str>,
+        policy_version: &str,
+        request_id: &str,
+        now: Timestamp,
+    ) -> Result<String, IdentityError> {
+        let iat = now.as_second();
+        let claims = AssertionClaims {
+            iss: self.issuer.clone(),
+            aud: route.to_owned(),
+            sub: identity.sub().to_owned(),
+            email: identity.email().map(str::to_owned),
+            groups: identity.groups().to_vec(),
+            amr: identity.amr().to_vec(),
+            device_id: device_id.map(str::to_owned),
+            policy_version: policy_version.to_owned(),
+            request_id: request_id.to_owned(),
+            iat,
+            nbf: iat,
+            exp: iat + self.lifetime.as_secs() as i64,
+            jti: request_id.to_owned(),
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.current.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, &claims, &self.current.encoding)
+            .map_err(|e| IdentityError::Config(format!("assertion signing failed: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::AuthMethod;
+
+    #[test]
+    fn strips_variants_and_duplicates() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-email", HeaderValue::from_static("a@evil"));
+        h.append("x-forwarded-email", HeaderValue::from_static("b@evil"));
+        h.append(
+            HeaderName::from_static("x_forwarded_email"),
+            HeaderValue::from_static("c@evil"),
+        );
+        h.append(
+            HeaderName::from_static("x_forwarded_user"),
+            HeaderValue::from_static("root"),
+        );
+        h.append("x-sekisho-assertion", HeaderValue::from_static("forged"));
+        h.append(
+            HeaderName::from_static("x_sekisho_user"),
+            HeaderValue::from_static("forged"),
+        );
+        h.append(
+            "x-ms-client-principal-name",
+            HeaderValue::from_static("forged"),
+        );
+        h.append("x-auth-request-email", HeaderValue::from_static("forged"));
+        h.append(
+            HeaderName::from_static("oidc_claim_email"),
+            HeaderValue::from_static("forged"),
+        );
+        h.append("x-city-user", HeaderValue::from_static("forged"));
+        h.append(
+            HeaderName::from_static("x_city_user"),
+            HeaderValue::from_static("forged"),
+        );
+        h.append("accept", HeaderValue::from_static("text/html"));
+        h.append("x-request-id", HeaderValue::from_static("keep"));
+        let n = strip_identity_headers(&mut h, &["X-City-User"]);
+        assert_eq!(n, 10);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        left.sort();
+        assert_eq!(left, vec!["accept".to_string(), "x-request-id".to_string()]);
+    }
+
+    #[test]
+    fn strips_only_our_cookies() {
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; __Host-sekisho=xxx; __Host-sekisho.1=yyy"),
+        );
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("__Host-sekisho-login-abcd1234=zzz; b=2=3"),
+        );
+        strip_sekisho_cookies(&mut h, "__Host-sekisho");
+        let all: Vec<_> = h.get_all(COOKIE).iter().collect();
+        assert_eq!(all, vec![HeaderValue::from_static("a=1; b=2=3")]);
+
+        let mut only = HeaderMap::new();
+        only.append(COOKIE, HeaderValue::from_static("__host-SEKISHO=x"));
+        strip_sekisho_cookies(&mut only, "__Host-sekisho");
+        assert!(only.get(COOKIE).is_none());
+
+        let mut untouched = HeaderMap::new();
+        untouched.append(COOKIE, HeaderValue::from_static("a=1;b=2"));
+        strip_sekisho_cookies(&mut untouched, "__Host-sekisho");
+        assert_eq!(untouched.get(COOKIE).unwrap(), "a=1;b=2");
+    }
+
+    #[test]
+    fn assertion_verifies_against_published_jwks() {
+        let (signer, _pem) = AssertionSigner::generate(
+            "https://sekisho.city.example.jp",
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+        let id = VerifiedIdentity::dangerous_unverified(
+            "iss",
+            "alice",
+            vec!["staff".into()],
+            vec![],
+            AuthMethod::Session,
+        );
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let jwt = signer
+            .sign(&id, "payroll", Some("dev-42"), "pv-abc", "req-1", now)
+            .unwrap();
+        let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&signer.jwks_json()).unwrap();
+        let header = jsonwebtoken::decode_header(&jwt).unwrap();
+        assert_eq!(header.alg, Algorithm::ES256);
+        let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+        let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
+        v.set_audience(&["payroll"]);
+        v.validate_exp = false;
+        let data = jsonwebtoken::decode::<AssertionClaims>(&jwt, &key, &v).unwrap();
+        assert_eq!(data.claims.sub, "alice");
+        assert_eq!(data.claims.groups, vec!["staff".to_string()]);
+        assert_eq!(data.claims.device_id.as_deref(), Some("dev-42"));
+        assert_eq!(data.claims.policy_version, "pv-abc");
+        assert_eq!(data.claims.exp - data.claims.iat, 60);
+        // Wrong audience fails.
+        v.set_audience(&["other-route"]);
+        assert!(jsonwebtoken::decode::<AssertionClaims>(&jwt, &key, &v).is_err());
+    }
+
+    #[test]
+    fn rotation_keeps_retired_key_in_jwks() {
+        let (old, _) = AssertionSigner::generate("s", std::time::Duration::from_secs(60)).unwrap();
+        let (_, pem) = AssertionSigner::generate("s", std::time::Duration::from_secs(60)).unwrap();
+        let new = AssertionSigner::new(
+            "s",
+            &pem,
+            std::time::Duration::from_secs(60),
+            vec![old.current_public_jwk().clone()],
+        )
+        .unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(&new.jwks_json()).unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+        assert!(format!("{new:?}").contains("kid"));
+    }
+}
