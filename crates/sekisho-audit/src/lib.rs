@@ -1,1 +1,54 @@
+//! # sekisho-audit — the audit trail auditors can trust and read
+//!
+//! What this crate is for:
+//!
+//! * the **record schema** ([`record`]): one JSON line per event — access decisions,
+//!   logins, logouts, refreshes, step-up, device certificate failures, reloads,
+//!   configuration errors, start/stop, and the writer's own rotation, retention, repair
+//!   and recovery records;
+//! * the **writer** ([`writer`]): a dedicated task with a bounded queue and group commit
+//!   (fsync), `strict` or `batched` durability, hash chain (each record holds the SHA-256
+//!   of the previous line, across files), rotation by size and by day, retention by age,
+//!   torn-tail repair on start, fail-closed health when the disk cannot be written, and
+//!   optional signed checkpoints ([`checkpoint`]) and syslog forwarding ([`syslog`]);
+//! * the **auditor's tools**: [`verify`](verify::verify), [`query`](query::query),
+//!   CSV/JSON lines/table output, and [`stats`](stats::stats).
+//!
+//! What it never does:
+//!
+//! * it has no field for tokens, cookies, passwords, secrets or bodies, and never
+//!   records a URL query string unless the gateway passes one in (redacted) on purpose;
+//! * it never rewrites or deletes a record: files are opened append-only; the only
+//!   truncations are of bytes that never became a complete record (a torn last line
+//!   on start, or a failed write), and each is recorded; whole files go only by the
+//!   retention rule, and that is recorded too;
+//! * it never blocks the caller on syslog, and never loses the local record because
+//!   syslog is down;
+//! * it does not depend on the other Sekisho crates: the gateway fills in plain data.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod clock;
+mod error;
+pub mod fault;
+pub mod files;
+pub mod query;
+pub mod record;
+pub mod stats;
+pub mod syslog;
+pub mod verify;
+pub mod writer;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::AuditError;
+pub use record::{
+    AccessEvent, AccessResultEvent, ConfigErrorEvent, ConfigReloadEvent, Decision,
+    DeviceCertFailureEvent, DeviceInfo, Event, LoginEvent, LoginFailureEvent, PostureFact, Reason,
+    Record, SessionEvent, StartEvent, StepUpEvent, StopEvent, UserInfo,
+};
+pub use verify::{VerifyOptions, VerifyReport, verify, verify_with};
+pub use writer::{
+    AuditConfig, AuditHandle, AuditMetrics, AuditWriter, CheckpointConfig, Durability, Health,
+    MetricsSnapshot, Receipt,
+};

@@ -1,0 +1,467 @@
+//! The record schema: one JSON object per line, one line per event.
+//!
+//! Every line is a [`Record`]: an envelope (`v`, `seq`, `time`, `instance`, `prev`) and,
+//! flattened into the same object, an [`Event`] tagged by `kind`. The schema has no field
+//! for tokens, cookies, secrets or bodies: the gateway cannot put them in by mistake.
+//!
+//! Field order is fixed by the struct definitions, and the chain hashes the exact bytes of
+//! each line, so no separate canonicalisation step is needed: the bytes on disk *are* the
+//! canonical form.
+use jiff::{Timestamp, tz::TimeZone};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Schema version written in every record's `v` field.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `prev` of the very first record of a trail: 64 zeros.
+pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One line of the trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Schema version ([`SCHEMA_VERSION`]).
+    pub v: u32,
+    /// Sequence number: 1 for the first record ever written, +1 for each record after,
+    /// continuing across files.
+    pub seq: u64,
+    /// When the record was made: RFC 3339 with offset and milliseconds,
+    /// e.g. `2026-11-23T09:15:02.123+09:00`.
+    pub time: String,
+    /// The gateway instance that wrote the record.
+    pub instance: String,
+    /// Lowercase hex SHA-256 of the previous line's bytes (without its newline);
+    /// [`GENESIS_PREV`] for the first record.
+    pub prev: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl Record {
+    /// The record's time as an instant, if it parses.
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        self.time.parse().ok()
+    }
+}
+
+/// Hash of one line, as stored in the next record's `prev`.
+pub fn line_hash(line: &[u8]) -> String {
+    hex::encode(Sha256::digest(line))
+}
+
+/// Format an instant the way records carry it: RFC 3339, offset of `tz`, milliseconds.
+pub fn format_time(t: Timestamp, tz: &TimeZone) -> String {
+    t.to_zoned_datetime(tz.clone())
+        .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+        .to_string()
+}
+
+/// Everything the trail records, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A policy decision for a request that reached routing (allow and deny).
+    Access(Box<AccessEvent>),
+    /// What happened after an allowed request was forwarded (status, bytes, duration),
+    /// linked to its `access` record by `request_id`.
+    AccessResult(AccessResultEvent),
+    /// A user completed OIDC login.
+    LoginSuccess(LoginEvent),
+    /// An OIDC login failed.
+    LoginFailure(LoginFailureEvent),
+    /// A user logged out.
+    Logout(SessionEvent),
+    /// A session was refreshed (or the refresh failed).
+    SessionRefresh(SessionEvent),
+    /// A step-up authentication was asked for or completed.
+    StepUp(StepUpEvent),
+    /// A client certificate was presented and rejected.
+    DeviceCertFailure(DeviceCertFailureEvent),
+    /// Configuration and/or policies were reloaded (or a reload was rejected).
+    ConfigReload(ConfigReloadEvent),
+    /// The configuration could not be loaded.
+    ConfigError(ConfigErrorEvent),
+    /// The gateway started.
+    Start(StartEvent),
+    /// The gateway is stopping.
+    Stop(StopEvent),
+    /// Written by the audit writer: first record of a new file after rotation.
+    Rotated(RotatedEvent),
+    /// Written by the audit writer: old files were removed by the retention rule.
+    Retention(RetentionEvent),
+    /// Written by the audit writer: a torn last line left by a crash was cut off on start.
+    Repaired(RepairedEvent),
+    /// Written by the audit writer: writing works again after a failure.
+    Recovered(RecoveredEvent),
+}
+
+impl Event {
+    /// The `kind` tag as written.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Access(_) => "access",
+            Event::AccessResult(_) => "access_result",
+            Event::LoginSuccess(_) => "login_success",
+            Event::LoginFailure(_) => "login_failure",
+            Event::Logout(_) => "logout",
+            Event::SessionRefresh(_) => "session_refresh",
+            Event::StepUp(_) => "step_up",
+            Event::DeviceCertFailure(_) => "device_cert_failure",
+            Event::ConfigReload(_) => "config_reload",
+            Event::ConfigError(_) => "config_error",
+            Event::Start(_) => "start",
+            Event::Stop(_) => "stop",
+            Event::Rotated(_) => "rotated",
+            Event::Retention(_) => "retention",
+            Event::Repaired(_) => "repaired",
+            Event::Recovered(_) => "recovered",
+        }
+    }
+}
+
+/// allow or deny.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The request was allowed and forwarded.
+    Allow,
+    /// The request was denied (the default: a record built without a decision says deny).
+    #[default]
+    Deny,
+}
+
+impl Decision {
+    /// `allow` / `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// Who made the request, as the identity step established it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// OIDC subject.
+    pub sub: String,
+    /// E-mail address, if the IdP gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Groups used by the policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Authentication methods (`amr`), e.g. `pwd`, `otp`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// Authentication context class (`acr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// When the user authenticated (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<String>,
+}
+
+/// One posture fact the policy used, and how old it was.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PostureFact {
+    /// Fact name, e.g. `managed`, `compliant`, `os_version`.
+    pub name: String,
+    /// Its value as text.
+    pub value: String,
+    /// Which source said so (inventory, signed assertion …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Age of the fact in seconds when the decision was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_secs: Option<u64>,
+}
+
+/// The device, as the device step established it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Device ID from the client certificate.
+    pub id: String,
+    /// SHA-256 fingerprint of the client certificate (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Posture facts used by the decision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub posture: Vec<PostureFact>,
+}
+
+/// A reason a person can read, with a stable code for counting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Stable code, e.g. `mfa_required`, `device_not_compliant`.
+    pub code: String,
+    /// Text in Japanese.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ja: Option<String>,
+    /// Text in English.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub en: Option<String>,
+}
+
+/// An access decision. Written before anything is forwarded.
+///
+/// For a denied request it is the only record; for an allowed request the outcome fields
+/// (`upstream_status`, `status`, `bytes_*`, `duration_us`) may be left empty here and
+/// reported in an [`AccessResultEvent`] with the same `request_id` once the response is done.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccessEvent {
+    /// Request ID (also shown to the user and in tracing).
+    pub request_id: String,
+    /// Zone of the route (e.g. `lgwan`, `internet`).
+    pub zone: String,
+    /// Listener that accepted the connection.
+    pub listener: String,
+    /// Route name; empty when no route matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Host the client asked for.
+    pub host: String,
+    /// Canonical path (what was routed, decided and forwarded). Never the query string.
+    pub path: String,
+    /// Query string: absent by default; if the operator enables it, the gateway redacts
+    /// values before passing it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Client IP address.
+    pub client_ip: String,
+    /// The user, when one was identified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserInfo>,
+    /// The device, when a verified certificate was presented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceInfo>,
+    /// allow / deny.
+    pub decision: Decision,
+    /// The policy rule that decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
+    /// Version (hash) of the policy set that decided.
+    pub policy_version: String,
+    /// Upstream the request is forwarded to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Upstream's response status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// Status sent to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Request body bytes received from the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// Response body bytes sent to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    /// Time from request start to the end of the response, in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+}
+
+/// The outcome of a forwarded request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccessResultEvent {
+    /// Same as the `access` record's `request_id`.
+    pub request_id: String,
+    /// Upstream the request went to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Upstream's status (absent when the upstream could not be reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// Status sent to the client.
+    pub status: u16,
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
+    /// Duration in microseconds.
+    pub duration_us: u64,
+    /// Why it ended abnormally, e.g. `upstream_timeout`, `client_aborted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A successful login.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoginEvent {
+    /// Request ID of the callback request.
+    pub request_id: String,
+    /// The identity provider (issuer URL).
+    pub issuer: String,
+    /// The user.
+    pub user: UserInfo,
+    /// Client IP address.
+    pub client_ip: String,
+    /// Device ID, when a verified certificate was presented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+}
+
+/// A failed login.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoginFailureEvent {
+    /// Request ID.
+    pub request_id: String,
+    /// The identity provider (issuer URL).
+    pub issuer: String,
+    /// Subject or e-mail if known (never a password or token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_hint: Option<String>,
+    /// Client IP address.
+    pub client_ip: String,
+    /// Why, as a stable code (e.g. `state_mismatch`, `idp_error`, `nonce_mismatch`).
+    pub reason: String,
+}
+
+/// Logout or session refresh.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionEvent {
+    /// Request ID.
+    pub request_id: String,
+    /// OIDC subject.
+    pub sub: String,
+    /// Client IP address.
+    pub client_ip: String,
+    /// `ok` or a failure code.
+    pub outcome: String,
+}
+
+/// Step-up authentication.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepUpEvent {
+    /// Request ID.
+    pub request_id: String,
+    /// OIDC subject.
+    pub sub: String,
+    /// Route that required it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// What was required (e.g. `acr=mfa`, `max_age=300`).
+    pub required: String,
+    /// `requested`, `completed` or a failure code.
+    pub outcome: String,
+}
+
+/// A client certificate was rejected.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceCertFailureEvent {
+    /// Request ID (if the failure happened after the handshake) or connection ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Listener.
+    pub listener: String,
+    /// Client IP address.
+    pub client_ip: String,
+    /// Certificate fingerprint (hex), if a certificate was received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Device ID, if it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// Why: e.g. `expired`, `revoked`, `unknown_ca`, `no_device_id`.
+    pub reason: String,
+}
+
+/// A configuration / policy reload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigReloadEvent {
+    /// `applied` or `rejected`.
+    pub outcome: String,
+    /// Configuration version (hash) now in force.
+    pub config_version: String,
+    /// Policy version (hash) now in force.
+    pub policy_version: String,
+    /// Policy version before the reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_policy_version: Option<String>,
+    /// Human-readable summary of what changed (`route added: …`, `policy changed: …`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    /// Errors when the reload was rejected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// The configuration could not be loaded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigErrorEvent {
+    /// File that failed.
+    pub source: String,
+    /// Each error with file:line:column.
+    pub errors: Vec<String>,
+}
+
+/// Gateway start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StartEvent {
+    /// Gateway version.
+    pub version: String,
+    /// Configuration version in force.
+    pub config_version: String,
+    /// Policy version in force.
+    pub policy_version: String,
+}
+
+/// Gateway stop.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StopEvent {
+    /// Why: `signal`, `shutdown`, …
+    pub reason: String,
+}
+
+/// Rotation: the first record of every file but the first one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RotatedEvent {
+    /// The file before this one.
+    pub previous_file: String,
+    /// `size`, `day` or `restart`.
+    pub reason: String,
+}
+
+/// Files removed by the retention rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetentionEvent {
+    /// File names removed.
+    pub removed: Vec<String>,
+    /// The highest sequence number in the removed files.
+    pub removed_through_seq: u64,
+    /// Retention in days in force.
+    pub retention_days: u32,
+}
+
+/// A torn last line was cut off on start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RepairedEvent {
+    /// File repaired.
+    pub file: String,
+    /// Length of the file before repair.
+    pub original_len: u64,
+    /// Bytes removed.
+    pub removed_bytes: u64,
+    /// SHA-256 (hex) of the removed bytes.
+    pub removed_sha256: String,
+    /// Where a copy of the removed bytes was kept.
+    pub copy: String,
+}
+
+/// Writing works again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecoveredEvent {
+    /// When writing first failed (RFC 3339).
+    pub failed_since: String,
+    /// The first error seen.
+    pub error: String,
+    /// Appends refused while the trail was unavailable (the gateway answered 503).
+    pub rejected_appends: u64,
+}

@@ -1,0 +1,351 @@
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use jiff::SignedDuration;
+use sekisho_audit::fault::{FaultInjector, FaultKind};
+use sekisho_audit::verify::ProblemKind;
+use sekisho_audit::{
+    AuditConfig, AuditError, Decision, Durability, Event, Receipt, StopEvent, verify,
+};
+
+fn strict_cfg(dir: &std::path::Path) -> AuditConfig {
+    let mut c = AuditConfig::new(dir, "gw-test-1");
+    c.durability = Durability::Strict;
+    c.retry_interval = Duration::from_millis(5);
+    c
+}
+
+fn stop() -> Option<Event> {
+    Some(Event::Stop(StopEvent {
+        reason: "test".into(),
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_chained_numbered_and_timestamped() {
+    let dir = tempfile::tempdir().unwrap();
+    let clk = clock("2026-11-23T01:02:03.456Z");
+    let (h, task) = start(strict_cfg(dir.path()), clk.clone());
+    for i in 0..5 {
+        let r = h.append(access(i, Decision::Allow)).await.unwrap();
+        assert!(matches!(r, Receipt::Durable { seq, .. } if seq == i + 1));
+    }
+    h.shutdown(stop()).await.unwrap();
+    task.await.unwrap().unwrap();
+    let lines = read_lines(dir.path());
+    assert_eq!(lines.len(), 6);
+    assert_eq!(lines[0]["prev"], sekisho_audit::record::GENESIS_PREV);
+    assert_eq!(lines[0]["time"], "2026-11-23T10:02:03.456+09:00");
+    assert_eq!(lines[0]["instance"], "gw-test-1");
+    assert_eq!(lines[5]["kind"], "stop");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["seq"], i as u64 + 1);
+    }
+    assert!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == "audit-2026-11-23-0001.jsonl")
+    );
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+    assert_eq!(rep.records, 6);
+    // Appends after shutdown are refused.
+    assert!(matches!(
+        h.append(access(9, Decision::Allow)).await,
+        Err(AuditError::Closed)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_append_resolves_only_after_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = FaultInjector::new();
+    let mut cfg = strict_cfg(dir.path());
+    cfg.fault_injection = Some(fault.clone());
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    fault.hold_fsync();
+    let h2 = h.clone();
+    let pending = tokio::spawn(async move { h2.append(access(1, Decision::Allow)).await });
+    wait_until(|| fault.fsyncs_waiting() == 1).await;
+    // The record has been written but the fsync has not finished: not resolved yet.
+    assert!(!pending.is_finished());
+    assert_eq!(fault.fsync_count(), 0);
+    fault.release_fsync();
+    let r = pending.await.unwrap().unwrap();
+    assert!(matches!(r, Receipt::Durable { seq: 1, .. }));
+    assert_eq!(fault.fsync_count(), 1);
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_append_resolves_before_fsync_and_is_on_disk_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = FaultInjector::new();
+    let mut cfg = AuditConfig::new(dir.path(), "gw");
+    cfg.durability = Durability::Batched {
+        max_delay: Duration::from_millis(20),
+        max_records: 1000,
+    };
+    cfg.fault_injection = Some(fault.clone());
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    fault.hold_fsync();
+    for i in 0..10 {
+        assert_eq!(
+            h.append(access(i, Decision::Deny)).await.unwrap(),
+            Receipt::Queued
+        );
+    }
+    wait_until(|| fault.fsyncs_waiting() == 1).await;
+    assert_eq!(h.metrics().records_written, 0);
+    fault.release_fsync();
+    wait_until(|| h.metrics().records_written == 10).await;
+    // Group commit: the ten records took far fewer than ten fsyncs.
+    assert!(fault.fsync_count() <= 3, "fsyncs: {}", fault.fsync_count());
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(read_lines(dir.path()).len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_fails_closed_and_recovers_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = FaultInjector::new();
+    let mut cfg = strict_cfg(dir.path());
+    cfg.fault_injection = Some(fault.clone());
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let mut health = h.subscribe_health();
+    h.append(access(1, Decision::Allow)).await.unwrap();
+
+    // ENOSPC after 17 bytes of the next line reached the file: a torn write.
+    fault.fail_writes(FaultKind::NoSpace, 17);
+    let err = h.append(access(2, Decision::Allow)).await.unwrap_err();
+    assert!(matches!(err, AuditError::Unavailable(_)), "{err}");
+    assert!(!h.is_healthy());
+    assert!(!h.health().healthy);
+    assert!(h.health().error.unwrap().contains("no space"));
+    // Fails closed at once while down.
+    assert!(matches!(
+        h.append(access(3, Decision::Allow)).await,
+        Err(AuditError::Unavailable(_))
+    ));
+    let m = h.metrics();
+    assert!(m.write_errors >= 1);
+    assert!(m.rejected_appends >= 2);
+    // The torn bytes were cut off again.
+    let on_disk = std::fs::read_to_string(dir.path().join("audit-2026-11-23-0001.jsonl")).unwrap();
+    assert!(on_disk.ends_with('\n') && on_disk.lines().count() == 1);
+
+    fault.heal();
+    health.wait_for(|h| h.healthy).await.unwrap();
+    assert!(h.is_healthy());
+    h.append(access(4, Decision::Allow)).await.unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+
+    let lines = read_lines(dir.path());
+    let k: Vec<&str> = lines.iter().map(|v| v["kind"].as_str().unwrap()).collect();
+    assert_eq!(k, ["access", "recovered", "access"]);
+    assert!(
+        lines[1]["rejected_appends"].as_u64().unwrap() >= 2,
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1]["error"].as_str().unwrap().contains("no space"));
+    // The refused requests have no record (they were answered 503, not forwarded).
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["request_id"] != "req-0002" && l["request_id"] != "req-0003")
+    );
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_records_accepted_before_a_failed_fsync_are_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = FaultInjector::new();
+    let mut cfg = AuditConfig::new(dir.path(), "gw");
+    cfg.durability = Durability::Batched {
+        max_delay: Duration::from_millis(5),
+        max_records: 4,
+    };
+    cfg.retry_interval = Duration::from_millis(5);
+    cfg.fault_injection = Some(fault.clone());
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let mut health = h.subscribe_health();
+    fault.fail_fsync(FaultKind::Io);
+    let mut accepted = 0;
+    for i in 0..4 {
+        if h.append(access(i, Decision::Allow)).await.is_ok() {
+            accepted += 1;
+        }
+    }
+    health.wait_for(|h| !h.healthy).await.unwrap();
+    assert!(h.append(access(99, Decision::Allow)).await.is_err());
+    fault.heal();
+    health.wait_for(|h| h.healthy).await.unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    let k = kinds(dir.path());
+    assert_eq!(k.iter().filter(|k| *k == "access").count(), accepted);
+    assert!(k.contains(&"recovered".to_string()));
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_last_line_is_reported_then_repaired_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let clk = clock("2026-11-23T01:00:00Z");
+    let (h, task) = start(strict_cfg(dir.path()), clk.clone());
+    for i in 0..3 {
+        h.append(access(i, Decision::Allow)).await.unwrap();
+    }
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    // A crash in the middle of a write.
+    let file = dir.path().join("audit-2026-11-23-0001.jsonl");
+    let torn = br#"{"v":1,"seq":4,"time":"2026-11-23T10:00:00.000+09:00","ins"#;
+    let mut data = std::fs::read(&file).unwrap();
+    data.extend_from_slice(torn);
+    std::fs::write(&file, &data).unwrap();
+
+    let rep = verify(dir.path()).unwrap();
+    assert_eq!(rep.first_problem().unwrap().kind, ProblemKind::TornLine);
+    assert_eq!(rep.first_problem().unwrap().line, 4);
+
+    let (h, task) = start(strict_cfg(dir.path()), clk);
+    h.append(access(10, Decision::Allow)).await.unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    let lines = read_lines(dir.path());
+    assert_eq!(lines[3]["kind"], "repaired");
+    assert_eq!(lines[3]["seq"], 4);
+    assert_eq!(lines[3]["removed_bytes"], torn.len() as u64);
+    assert_eq!(
+        lines[3]["removed_sha256"],
+        sekisho_audit::record::line_hash(torn)
+    );
+    let copy = dir.path().join(lines[3]["copy"].as_str().unwrap());
+    assert_eq!(std::fs::read(copy).unwrap(), torn);
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+    assert_eq!(rep.last_seq, Some(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotates_by_day_with_the_injected_clock_and_chain_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let clk = clock("2026-11-23T14:59:59Z"); // 23:59:59 in Tokyo
+    let (h, task) = start(strict_cfg(dir.path()), clk.clone());
+    h.append(access(1, Decision::Allow)).await.unwrap();
+    clk.advance(SignedDuration::from_secs(2)); // 00:00:01 on the 24th in Tokyo
+    h.append(access(2, Decision::Allow)).await.unwrap();
+    clk.advance(SignedDuration::from_hours(24));
+    h.append(access(3, Decision::Deny)).await.unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    let names: Vec<String> = sekisho_audit::files::list(dir.path())
+        .unwrap()
+        .iter()
+        .map(|f| f.name())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "audit-2026-11-23-0001.jsonl",
+            "audit-2026-11-24-0001.jsonl",
+            "audit-2026-11-25-0001.jsonl"
+        ]
+    );
+    let second = std::fs::read_to_string(dir.path().join(&names[1])).unwrap();
+    let first: serde_json::Value = serde_json::from_str(second.lines().next().unwrap()).unwrap();
+    assert_eq!(first["kind"], "rotated");
+    assert_eq!(first["reason"], "day");
+    assert_eq!(first["previous_file"], "audit-2026-11-23-0001.jsonl");
+    assert_eq!(first["time"], "2026-11-24T00:00:01.000+09:00");
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotates_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = strict_cfg(dir.path());
+    cfg.max_file_bytes = 2000;
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    for i in 0..20 {
+        h.append(access(i, Decision::Allow)).await.unwrap();
+    }
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    let files = sekisho_audit::files::list(dir.path()).unwrap();
+    assert!(files.len() >= 5, "{files:?}");
+    for (i, f) in files.iter().enumerate() {
+        assert_eq!(f.index as usize, i + 1);
+        // A file exceeds the limit by at most one batch (here: one record).
+        assert!(std::fs::metadata(&f.path).unwrap().len() < 2000 + 1500);
+    }
+    assert!(verify(dir.path()).unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_continues_the_chain_in_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let clk = clock("2026-11-23T01:00:00Z");
+    for round in 0..3 {
+        let (h, task) = start(strict_cfg(dir.path()), clk.clone());
+        h.append(access(round, Decision::Allow)).await.unwrap();
+        h.shutdown(stop()).await.unwrap();
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(sekisho_audit::files::list(dir.path()).unwrap().len(), 1);
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+    assert_eq!(rep.last_seq, Some(6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_old_days_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clk = clock("2026-01-05T01:00:00Z");
+    let mut cfg = strict_cfg(dir.path());
+    cfg.retention_days = Some(30);
+    let (h, task) = start(cfg.clone(), clk.clone());
+    h.append(access(1, Decision::Allow)).await.unwrap();
+    clk.advance(SignedDuration::from_hours(24 * 10));
+    h.append(access(2, Decision::Allow)).await.unwrap();
+    clk.advance(SignedDuration::from_hours(24 * 25)); // first day now 35 days old
+    h.append(access(3, Decision::Allow)).await.unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    let names: Vec<String> = sekisho_audit::files::list(dir.path())
+        .unwrap()
+        .iter()
+        .map(|f| f.name())
+        .collect();
+    assert_eq!(
+        names,
+        ["audit-2026-01-15-0001.jsonl", "audit-2026-02-09-0001.jsonl"]
+    );
+    let k = kinds(dir.path());
+    assert!(k.contains(&"retention".to_string()), "{k:?}");
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+    assert!(rep.notes.iter().any(|n| n.contains("retention")));
+
+    // Removing a file by hand is not retention: verify says the start is missing.
+    std::fs::remove_file(dir.path().join(&names[0])).unwrap();
+    let rep = verify(dir.path()).unwrap();
+    assert!(!rep.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_retention_is_at_least_a_year() {
+    let cfg = AuditConfig::new("/nonexistent", "gw");
+    assert!(cfg.retention_days.unwrap() >= 366);
+}
