@@ -404,3 +404,59 @@ fn yaml_inventory_rejects_unknown_keys_and_duplicates_across_files() {
             .contains("unknown inventory format")
     );
 }
+
+/// The example inventories shipped in config/ load, and the stale examples come out unknown.
+#[test]
+fn example_inventories_in_config_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    let files = vec![root.join("devices.yaml"), root.join("devices.csv")];
+    let inv = Inventory::load(&files).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(inv.len(), 10);
+    let at: Timestamp = "2026-11-23T09:00:00+09:00".parse().unwrap();
+    let cfg = PostureConfig::default();
+    let p = |id: &str| sekisho_posture::posture::merge_posture(id, inv.get(id), None, &cfg, at);
+    assert!(p("PC-0042").compliant.is_true());
+    assert_eq!(p("PC-0043").compliant.known(), Some(&false));
+    assert_eq!(p("BYOD-IPHONE-0007").ownership.known(), Some(&Ownership::Byod));
+    assert_eq!(p("BYOD-ANDROID-0011").disk_encryption, Fact::Unknown { why: UnknownWhy::NotReported });
+    for stale in ["PC-0019", "PC-0150"] {
+        assert!(matches!(p(stale).compliant, Fact::Unknown { why: UnknownWhy::Stale { .. } }), "{stale}");
+    }
+}
+
+/// The `devices:` configuration section parses with defaults and human durations.
+#[test]
+fn devices_config_parses_with_defaults() {
+    let cfg: sekisho_posture::DevicesConfig = serde_saphyr::from_str(
+        r#"
+trust:
+  ca_files: [/etc/sekisho/device-ca.pem]
+  crl_files: [/etc/sekisho/device-ca.crl.pem]
+inventory_files: [config/devices.yaml, config/devices.csv]
+assertions:
+  keys:
+    - kid: mdm-1
+      public_key_file: /etc/sekisho/mdm-1.pub.pem
+      issuer: intune-bridge
+  max_age: 10m
+posture:
+  inventory_max_age: 48h
+"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.trust.device_id, sekisho_posture::DeviceIdSource::default());
+    assert!(!cfg.trust.allow_unknown_revocation_status);
+    let a = cfg.assertions.unwrap();
+    assert_eq!(a.header, "Sekisho-Device-Posture");
+    assert_eq!(a.max_age, SignedDuration::from_mins(10));
+    assert_eq!(a.leeway, SignedDuration::from_secs(60));
+    assert_eq!(cfg.posture.inventory_max_age, SignedDuration::from_hours(48));
+    assert_eq!(cfg.posture.assertion_max_age, SignedDuration::from_mins(15));
+    let other: sekisho_posture::DevicesConfig =
+        serde_saphyr::from_str("trust:\n  ca_files: [a.pem]\n  device_id: { from: san_dns, suffix: .devices.city.lg.jp }\n").unwrap();
+    assert_eq!(
+        other.trust.device_id,
+        sekisho_posture::DeviceIdSource::SanDns { suffix: Some(".devices.city.lg.jp".into()) }
+    );
+    assert!(serde_saphyr::from_str::<sekisho_posture::DevicesConfig>("trust:\n  ca_files: [a.pem]\n  crl: [b]\n").is_err());
+}
