@@ -62,7 +62,10 @@ pub(crate) fn static_checks(policies: &[Policy], _settings: &Settings) -> Vec<Di
                 line: p.span.line,
                 column: p.span.column,
                 path: format!("policies.{}", p.name),
-                message: format!("policy `{}` has deny rules but no allow rule: it denies every request", p.name),
+                message: format!(
+                    "policy `{}` has deny rules but no allow rule: it denies every request",
+                    p.name
+                ),
                 hint: Some("deny rules only take away; add an `allow:` list".into()),
             });
         }
@@ -84,13 +87,19 @@ fn contradictory(c: &Cond) -> bool {
     for (i, a) in parts.iter().enumerate() {
         for b in &parts[i + 1..] {
             let clash = match (a, b) {
-                (Cond::Leaf(Leaf::Posture(f1, v1)), Cond::Leaf(Leaf::Posture(f2, v2))) => f1 == f2 && v1 != v2,
+                (Cond::Leaf(Leaf::Posture(f1, v1)), Cond::Leaf(Leaf::Posture(f2, v2))) => {
+                    f1 == f2 && v1 != v2
+                }
                 (Cond::Leaf(Leaf::Ownership(o1)), Cond::Leaf(Leaf::Ownership(o2))) => o1 != o2,
-                (Cond::Leaf(x), Cond::Not(n)) | (Cond::Not(n), Cond::Leaf(x)) => matches!(&**n, Cond::Leaf(y) if y == x),
+                (Cond::Leaf(x), Cond::Not(n)) | (Cond::Not(n), Cond::Leaf(x)) => {
+                    matches!(&**n, Cond::Leaf(y) if y == x)
+                }
                 (Cond::Leaf(Leaf::Zone(z1)), Cond::Leaf(Leaf::Zone(z2)))
                 | (Cond::Leaf(Leaf::Route(z1)), Cond::Leaf(Leaf::Route(z2)))
                 | (Cond::Leaf(Leaf::Method(z1)), Cond::Leaf(Leaf::Method(z2)))
-                | (Cond::Leaf(Leaf::Sub(z1)), Cond::Leaf(Leaf::Sub(z2))) => !z1.0.iter().any(|x| z2.contains(x)),
+                | (Cond::Leaf(Leaf::Sub(z1)), Cond::Leaf(Leaf::Sub(z2))) => {
+                    !z1.0.iter().any(|x| z2.contains(x))
+                }
                 _ => false,
             };
             if clash {
@@ -123,7 +132,8 @@ fn leaf_implies(a: &Leaf, b: &Leaf) -> bool {
         | (Leaf::Zone(x), Leaf::Zone(y))
         | (Leaf::Route(x), Leaf::Route(y)) => x.is_subset_of(y),
         (Leaf::Network(x), Leaf::Network(y)) => x.iter().all(|n| y.iter().any(|m| m.contains(n))),
-        (Leaf::MaxAuthAge(x), Leaf::MaxAuthAge(y)) | (Leaf::LastCheckInWithin(x), Leaf::LastCheckInWithin(y)) => x <= y,
+        (Leaf::MaxAuthAge(x), Leaf::MaxAuthAge(y))
+        | (Leaf::LastCheckInWithin(x), Leaf::LastCheckInWithin(y)) => x <= y,
         _ => false,
     }
 }

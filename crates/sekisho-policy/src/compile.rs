@@ -14,8 +14,8 @@ use serde_json::Value;
 use crate::check;
 use crate::input::Ownership;
 use crate::model::{
-    ClaimTest, Cond, DEFAULT_MFA_AMR, DEFAULT_TIMEZONE, Leaf, PathMatch, Policy, PostureFlag,
-    Rule, RuleKind, Settings, Span, StrSet, TimeWindow, Version, WEEKDAYS,
+    ClaimTest, Cond, DEFAULT_MFA_AMR, DEFAULT_TIMEZONE, Leaf, PathMatch, Policy, PostureFlag, Rule,
+    RuleKind, Settings, Span, StrSet, TimeWindow, Version, WEEKDAYS,
 };
 use crate::set::PolicySet;
 
@@ -66,7 +66,9 @@ pub(crate) const PATH_KEYS: &[&str] = &["prefix", "glob"];
 pub(crate) const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
 ];
-pub(crate) const OS_FAMILIES: &[&str] = &["windows", "macos", "ios", "ipados", "android", "linux", "chromeos"];
+pub(crate) const OS_FAMILIES: &[&str] = &[
+    "windows", "macos", "ios", "ipados", "android", "linux", "chromeos",
+];
 const MAX_GLOB_STARS: usize = 4;
 
 impl PolicySet {
@@ -96,8 +98,15 @@ impl PolicySet {
                 if let Some(s) = top.get("settings") {
                     settings.read(&mut d, s, &root.key("settings"));
                 }
-                if matches!(node.kind, Kind::Map(ref e) if e.is_empty()) || top.get("policies").is_none() && top.get("settings").is_none() {
-                    d.warning(node, &root, "this file defines no policies and no settings", Some("a policy file starts with `policies:`".into()));
+                if matches!(node.kind, Kind::Map(ref e) if e.is_empty())
+                    || top.get("policies").is_none() && top.get("settings").is_none()
+                {
+                    d.warning(
+                        node,
+                        &root,
+                        "this file defines no policies and no settings",
+                        Some("a policy file starts with `policies:`".into()),
+                    );
                 }
             }
             decoders.push(d);
@@ -193,7 +202,10 @@ fn settings_list_span(docs: &[(&str, Node)], list: &str) -> Option<Diagnostic> {
             .get("settings")
             .and_then(|s| s.get("holidays"))
             .and_then(|h| match &h.kind {
-                Kind::Map(e) => e.iter().find(|(k, _)| k.as_str() == Some(list)).map(|(k, _)| k),
+                Kind::Map(e) => e
+                    .iter()
+                    .find(|(k, _)| k.as_str() == Some(list))
+                    .map(|(k, _)| k),
                 _ => None,
             })
         {
@@ -204,7 +216,9 @@ fn settings_list_span(docs: &[(&str, Node)], list: &str) -> Option<Diagnostic> {
                 column: k.column,
                 path: format!("settings.holidays.{list}"),
                 message: format!("date list `{list}` is not used by any policy"),
-                hint: Some("refer to it from a time window: `except_dates: [".to_string() + list + "]`"),
+                hint: Some(
+                    "refer to it from a time window: `except_dates: [".to_string() + list + "]`",
+                ),
             });
         }
     }
@@ -267,11 +281,21 @@ impl SettingsBuilder {
                 twice(d, n, &p, "`mfa_amr_values`", &first);
             } else if let Some(values) = d.string_list(n, &p) {
                 if values.is_empty() {
-                    d.error(n, &p, "no `amr` value counts as MFA: `mfa: true` could never match", Some(format!("the default is [{}]", DEFAULT_MFA_AMR.join(", "))));
+                    d.error(
+                        n,
+                        &p,
+                        "no `amr` value counts as MFA: `mfa: true` could never match",
+                        Some(format!("the default is [{}]", DEFAULT_MFA_AMR.join(", "))),
+                    );
                 } else {
                     for (i, v) in values.iter().enumerate() {
                         if v == "pwd" {
-                            d.error(&seq_item(n, i), &p.index(i), "`pwd` (password) is a single factor", Some("list second factors such as `otp`, `hwk`, `fido`".into()));
+                            d.error(
+                                &seq_item(n, i),
+                                &p.index(i),
+                                "`pwd` (password) is a single factor",
+                                Some("list second factors such as `otp`, `hwk`, `fido`".into()),
+                            );
                         }
                     }
                     self.mfa = Some((values, span_of(d, n)));
@@ -289,9 +313,18 @@ impl SettingsBuilder {
                         continue;
                     }
                     if !valid_name(name) {
-                        d.error(key, &lp, format!("`{name}` is not a valid list name"), Some("use lower-case letters, digits and `-`, e.g. `jp-holidays`".into()));
+                        d.error(
+                            key,
+                            &lp,
+                            format!("`{name}` is not a valid list name"),
+                            Some(
+                                "use lower-case letters, digits and `-`, e.g. `jp-holidays`".into(),
+                            ),
+                        );
                     }
-                    let Some(items) = d.seq(value, &lp) else { continue };
+                    let Some(items) = d.seq(value, &lp) else {
+                        continue;
+                    };
                     let mut dates = Vec::new();
                     for (i, item) in items.iter().enumerate() {
                         if let Some(date) = date(d, item, &lp.index(i)) {
@@ -300,7 +333,8 @@ impl SettingsBuilder {
                     }
                     dates.sort();
                     dates.dedup();
-                    self.holidays.push((name.to_string(), dates, span_of(d, key)));
+                    self.holidays
+                        .push((name.to_string(), dates, span_of(d, key)));
                 }
             }
         }
@@ -352,7 +386,12 @@ fn date(d: &mut Decoder, n: &Node, p: &Path) -> Option<Date> {
     match s.parse::<Date>() {
         Ok(date) => Some(date),
         Err(_) => {
-            d.error(n, p, format!("`{s}` is not a date"), Some("write dates as `2026-05-04`".into()));
+            d.error(
+                n,
+                p,
+                format!("`{s}` is not a date"),
+                Some("write dates as `2026-05-04`".into()),
+            );
             None
         }
     }
@@ -377,7 +416,13 @@ fn yaml_to_json(n: &Node) -> Value {
         Kind::Map(entries) => Value::Object(
             entries
                 .iter()
-                .map(|(k, v)| (k.as_str().map_or_else(|| format!("{:?}", k.kind), str::to_string), yaml_to_json(v)))
+                .map(|(k, v)| {
+                    (
+                        k.as_str()
+                            .map_or_else(|| format!("{:?}", k.kind), str::to_string),
+                        yaml_to_json(v),
+                    )
+                })
                 .collect(),
         ),
     }
@@ -444,9 +489,22 @@ impl Ctx<'_> {
     }
 
     /// A rule is a condition mapping that may also carry a `name`.
-    fn rule(&mut self, node: &Node, path: &Path, _kind: RuleKind) -> Option<(Option<String>, Cond)> {
+    fn rule(
+        &mut self,
+        node: &Node,
+        path: &Path,
+        _kind: RuleKind,
+    ) -> Option<(Option<String>, Cond)> {
         let Kind::Map(entries) = &node.kind else {
-            self.d.error(node, path, format!("expected a rule (a mapping of criteria), found {}", node.type_name()), Some("for example `- groups: [staff]`".into()));
+            self.d.error(
+                node,
+                path,
+                format!(
+                    "expected a rule (a mapping of criteria), found {}",
+                    node.type_name()
+                ),
+                Some("for example `- groups: [staff]`".into()),
+            );
             return None;
         };
         let name = match entries.iter().find(|(k, _)| k.as_str() == Some("name")) {
@@ -461,7 +519,15 @@ impl Ctx<'_> {
         match &node.kind {
             Kind::Map(_) => self.cond_map(node, path, false),
             _ => {
-                self.d.error(node, path, format!("expected a condition (a mapping of criteria), found {}", node.type_name()), Some("for example `{ groups: [staff] }`".into()));
+                self.d.error(
+                    node,
+                    path,
+                    format!(
+                        "expected a condition (a mapping of criteria), found {}",
+                        node.type_name()
+                    ),
+                    Some("for example `{ groups: [staff] }`".into()),
+                );
                 None
             }
         }
@@ -470,7 +536,12 @@ impl Ctx<'_> {
     fn cond_list(&mut self, node: &Node, path: &Path, what: &str) -> Option<Vec<Cond>> {
         let items = self.d.seq(node, path)?;
         if items.is_empty() {
-            self.d.error(node, path, format!("`{what}` needs at least one condition"), None);
+            self.d.error(
+                node,
+                path,
+                format!("`{what}` needs at least one condition"),
+                None,
+            );
             return None;
         }
         let mut out = Vec::new();
@@ -516,7 +587,12 @@ impl Ctx<'_> {
         }
         match parts.len() {
             0 => {
-                self.d.error(node, path, "a condition needs at least one criterion", Some("to admit every request write `anyone: true`".into()));
+                self.d.error(
+                    node,
+                    path,
+                    "a condition needs at least one criterion",
+                    Some("to admit every request write `anyone: true`".into()),
+                );
                 None
             }
             1 => parts.pop(),
@@ -527,7 +603,12 @@ impl Ctx<'_> {
     fn true_only(&mut self, n: &Node, p: &Path, key: &str) -> Option<()> {
         let b = self.d.boolean(n, p)?;
         if !b {
-            self.d.error(n, p, format!("`{key}: false` is not supported"), Some(format!("write `not: {{ {key}: true }}`")));
+            self.d.error(
+                n,
+                p,
+                format!("`{key}: false` is not supported"),
+                Some(format!("write `not: {{ {key}: true }}`")),
+            );
             return None;
         }
         Some(())
@@ -536,13 +617,19 @@ impl Ctx<'_> {
     fn set(&mut self, n: &Node, p: &Path, what: &str) -> Option<StrSet> {
         let items = self.d.string_list(n, p)?;
         if items.is_empty() {
-            self.d.error(n, p, format!("empty {what} list: this criterion can never match"), Some(format!("name at least one {what}")));
+            self.d.error(
+                n,
+                p,
+                format!("empty {what} list: this criterion can never match"),
+                Some(format!("name at least one {what}")),
+            );
             return None;
         }
         for (i, s) in items.iter().enumerate() {
             if s.trim().is_empty() {
                 let at = seq_item(n, i);
-                self.d.error(&at, &p.index(i), format!("empty {what}"), None);
+                self.d
+                    .error(&at, &p.index(i), format!("empty {what}"), None);
                 return None;
             }
         }
@@ -586,7 +673,12 @@ impl Ctx<'_> {
     fn positive_duration(&mut self, n: &Node, p: &Path) -> Option<std::time::Duration> {
         let d = self.d.duration(n, p)?;
         if d.is_zero() {
-            self.d.error(n, p, "a zero duration can never be met", Some("for example `15m` or `7d`".into()));
+            self.d.error(
+                n,
+                p,
+                "a zero duration can never be met",
+                Some("for example `15m` or `7d`".into()),
+            );
             return None;
         }
         Some(d)
@@ -600,12 +692,16 @@ impl Ctx<'_> {
             let kp = p.key(key);
             let leaf = match key {
                 "sub" => self.set(v, &kp, "subject").map(Leaf::Sub),
-                "email" => self
-                    .set(v, &kp, "e-mail address")
-                    .map(|s| Leaf::Email(StrSet::new(s.0.iter().map(|e| e.to_ascii_lowercase()).collect()))),
+                "email" => self.set(v, &kp, "e-mail address").map(|s| {
+                    Leaf::Email(StrSet::new(
+                        s.0.iter().map(|e| e.to_ascii_lowercase()).collect(),
+                    ))
+                }),
                 "email_domain" => self.set(v, &kp, "domain").map(|s| {
                     Leaf::EmailDomain(StrSet::new(
-                        s.0.iter().map(|e| e.trim_start_matches('@').to_ascii_lowercase()).collect(),
+                        s.0.iter()
+                            .map(|e| e.trim_start_matches('@').to_ascii_lowercase())
+                            .collect(),
                     ))
                 }),
                 _ => continue,
@@ -619,11 +715,16 @@ impl Ctx<'_> {
             return None;
         }
         if parts.is_empty() {
-            self.d.error(n, p, "`user` needs `sub`, `email` or `email_domain`", None);
+            self.d
+                .error(n, p, "`user` needs `sub`, `email` or `email_domain`", None);
             return None;
         }
         // Any of the listed user criteria identifies the user.
-        Some(if parts.len() == 1 { parts.pop()? } else { Cond::Any(parts) })
+        Some(if parts.len() == 1 {
+            parts.pop()?
+        } else {
+            Cond::Any(parts)
+        })
     }
 
     fn claim(&mut self, n: &Node, p: &Path) -> Option<Leaf> {
@@ -635,7 +736,12 @@ impl Ctx<'_> {
             .filter_map(|k| m.get(k).map(|v| (*k, v)))
             .collect();
         if tests.len() != 1 {
-            self.d.error(n, p, "a claim criterion needs exactly one of `equals`, `contains`, `one_of`", Some("e.g. `claim: { name: department, one_of: [総務課, 情報政策課] }`".into()));
+            self.d.error(
+                n,
+                p,
+                "a claim criterion needs exactly one of `equals`, `contains`, `one_of`",
+                Some("e.g. `claim: { name: department, one_of: [総務課, 情報政策課] }`".into()),
+            );
             return None;
         }
         let (k, v) = tests[0];
@@ -645,7 +751,12 @@ impl Ctx<'_> {
             _ => {
                 let items = self.d.seq(v, &p.key(k))?;
                 if items.is_empty() {
-                    self.d.error(v, &p.key(k), "empty `one_of`: this criterion can never match", None);
+                    self.d.error(
+                        v,
+                        &p.key(k),
+                        "empty `one_of`: this criterion can never match",
+                        None,
+                    );
                     return None;
                 }
                 ClaimTest::OneOf(items.iter().map(yaml_to_json).collect())
@@ -663,29 +774,52 @@ impl Ctx<'_> {
         for (key, _, v) in m.entries() {
             let kp = p.key(key);
             let leaf = match key {
-                "certificate" => self.true_only(v, &kp, "device: { certificate").map(|_| Leaf::Certificate),
+                "certificate" => self
+                    .true_only(v, &kp, "device: { certificate")
+                    .map(|_| Leaf::Certificate),
                 "id" => self.set(v, &kp, "device ID").map(Leaf::DeviceId),
-                "ownership" => self
-                    .d
-                    .one_of(v, &kp, &["corporate", "byod"])
-                    .map(|o| Leaf::Ownership(if o == "byod" { Ownership::Byod } else { Ownership::Corporate })),
+                "ownership" => self.d.one_of(v, &kp, &["corporate", "byod"]).map(|o| {
+                    Leaf::Ownership(if o == "byod" {
+                        Ownership::Byod
+                    } else {
+                        Ownership::Corporate
+                    })
+                }),
                 "os" => self.set(v, &kp, "operating system").map(|s| {
                     for os in &s.0 {
                         if !OS_FAMILIES.contains(&os.to_ascii_lowercase().as_str()) {
-                            let hint = did_you_mean(os, OS_FAMILIES).map_or_else(|| format!("known families: {}", OS_FAMILIES.join(", ")), |m| format!("did you mean `{m}`?"));
-                            self.d.warning(v, &kp, format!("`{os}` is not an OS family the device sources report"), Some(hint));
+                            let hint = did_you_mean(os, OS_FAMILIES).map_or_else(
+                                || format!("known families: {}", OS_FAMILIES.join(", ")),
+                                |m| format!("did you mean `{m}`?"),
+                            );
+                            self.d.warning(
+                                v,
+                                &kp,
+                                format!("`{os}` is not an OS family the device sources report"),
+                                Some(hint),
+                            );
                         }
                     }
-                    Leaf::Os(StrSet::new(s.0.iter().map(|o| o.to_ascii_lowercase()).collect()))
+                    Leaf::Os(StrSet::new(
+                        s.0.iter().map(|o| o.to_ascii_lowercase()).collect(),
+                    ))
                 }),
                 "min_os_version" | "max_os_version" => {
-                    let version = self.d.string(v, &kp).and_then(|s| match Version::parse(&s) {
-                        Some(ver) => Some(ver),
-                        None => {
-                            self.d.error(v, &kp, format!("`{s}` is not a version"), Some("write dotted numbers such as `10.0.19045`".into()));
-                            None
-                        }
-                    });
+                    let version = self
+                        .d
+                        .string(v, &kp)
+                        .and_then(|s| match Version::parse(&s) {
+                            Some(ver) => Some(ver),
+                            None => {
+                                self.d.error(
+                                    v,
+                                    &kp,
+                                    format!("`{s}` is not a version"),
+                                    Some("write dotted numbers such as `10.0.19045`".into()),
+                                );
+                                None
+                            }
+                        });
                     version.map(|ver| {
                         if key == "min_os_version" {
                             min = Some(ver.clone());
@@ -696,7 +830,9 @@ impl Ctx<'_> {
                         }
                     })
                 }
-                "last_check_in_within" => self.positive_duration(v, &kp).map(Leaf::LastCheckInWithin),
+                "last_check_in_within" => {
+                    self.positive_duration(v, &kp).map(Leaf::LastCheckInWithin)
+                }
                 "tags" => self.set(v, &kp, "tag").map(Leaf::Tags),
                 flag => {
                     let Some(f) = PostureFlag::ALL.iter().copied().find(|f| f.key() == flag) else {
@@ -711,40 +847,79 @@ impl Ctx<'_> {
             }
         }
         if let (Some(lo), Some(hi)) = (&min, &max)
-            && crate::model::compare_version(&lo.text, &hi.parts) == Some(std::cmp::Ordering::Greater)
+            && crate::model::compare_version(&lo.text, &hi.parts)
+                == Some(std::cmp::Ordering::Greater)
         {
-            self.d.error(n, p, format!("`min_os_version` {} is above `max_os_version` {}: this can never match", lo.text, hi.text), Some("swap them or widen the range".into()));
+            self.d.error(
+                n,
+                p,
+                format!(
+                    "`min_os_version` {} is above `max_os_version` {}: this can never match",
+                    lo.text, hi.text
+                ),
+                Some("swap them or widen the range".into()),
+            );
             ok = false;
         }
         if !ok {
             return None;
         }
         if parts.is_empty() {
-            self.d.error(n, p, "`device` needs at least one criterion", Some(format!("for example `device: {{ managed: true }}`; keys: {}", DEVICE_KEYS.join(", "))));
+            self.d.error(
+                n,
+                p,
+                "`device` needs at least one criterion",
+                Some(format!(
+                    "for example `device: {{ managed: true }}`; keys: {}",
+                    DEVICE_KEYS.join(", ")
+                )),
+            );
             return None;
         }
-        Some(if parts.len() == 1 { parts.pop()? } else { Cond::All(parts) })
+        Some(if parts.len() == 1 {
+            parts.pop()?
+        } else {
+            Cond::All(parts)
+        })
     }
 
     fn networks(&mut self, n: &Node, p: &Path) -> Option<Vec<IpNet>> {
         let items = self.d.string_list(n, p)?;
         if items.is_empty() {
-            self.d.error(n, p, "empty network list: this criterion can never match", None);
+            self.d.error(
+                n,
+                p,
+                "empty network list: this criterion can never match",
+                None,
+            );
             return None;
         }
         let mut out = Vec::new();
         let mut ok = true;
         for (i, s) in items.iter().enumerate() {
-            let parsed = s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from));
+            let parsed = s
+                .parse::<IpNet>()
+                .ok()
+                .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from));
             match parsed {
                 Some(net) => {
                     if net.trunc() != net {
-                        self.d.warning(&seq_item(n, i), &p.index(i), format!("`{s}` has host bits set; it means `{}`", net.trunc()), None);
+                        self.d.warning(
+                            &seq_item(n, i),
+                            &p.index(i),
+                            format!("`{s}` has host bits set; it means `{}`", net.trunc()),
+                            None,
+                        );
                     }
                     out.push(net.trunc());
                 }
                 None => {
-                    self.d.error(&seq_item(n, i), &p.index(i), format!("`{s}` is not a network"), Some("write CIDR such as `192.0.2.0/24`, or a single address".into()));
+                    self.d.error(
+                        &seq_item(n, i),
+                        &p.index(i),
+                        format!("`{s}` is not a network"),
+                        Some("write CIDR such as `192.0.2.0/24`, or a single address".into()),
+                    );
                     ok = false;
                 }
             }
@@ -761,7 +936,8 @@ impl Ctx<'_> {
             let up = m.to_ascii_uppercase();
             if !METHODS.contains(&up.as_str()) {
                 let hint = did_you_mean(&up, METHODS).map(|s| format!("did you mean `{s}`?"));
-                self.d.error(n, p, format!("`{m}` is not an HTTP method"), hint);
+                self.d
+                    .error(n, p, format!("`{m}` is not an HTTP method"), hint);
                 return None;
             }
             out.push(up);
@@ -782,13 +958,25 @@ impl Ctx<'_> {
             };
             for (i, s) in items.into_iter().enumerate() {
                 if !s.starts_with('/') {
-                    self.d.error(&seq_item(v, i), &kp.index(i), format!("`{s}` does not start with `/`"), Some("paths are matched on the canonical request path, e.g. `/audit`".into()));
+                    self.d.error(
+                        &seq_item(v, i),
+                        &kp.index(i),
+                        format!("`{s}` does not start with `/`"),
+                        Some(
+                            "paths are matched on the canonical request path, e.g. `/audit`".into(),
+                        ),
+                    );
                     ok = false;
                     continue;
                 }
                 if key == "glob" {
                     if s.matches('*').count() > MAX_GLOB_STARS {
-                        self.d.error(&seq_item(v, i), &kp.index(i), format!("glob `{s}` has more than {MAX_GLOB_STARS} `*`"), Some("split it into several globs".into()));
+                        self.d.error(
+                            &seq_item(v, i),
+                            &kp.index(i),
+                            format!("glob `{s}` has more than {MAX_GLOB_STARS} `*`"),
+                            Some("split it into several globs".into()),
+                        );
                         ok = false;
                         continue;
                     }
@@ -802,7 +990,8 @@ impl Ctx<'_> {
             return None;
         }
         if prefixes.is_empty() && globs.is_empty() {
-            self.d.error(n, p, "`path` needs a `prefix` or a `glob`", None);
+            self.d
+                .error(n, p, "`path` needs a `prefix` or a `glob`", None);
             return None;
         }
         prefixes.sort();
@@ -820,20 +1009,32 @@ impl Ctx<'_> {
             if let Ok(date) = s.parse::<Date>() {
                 out.push(date);
                 names.push(s.clone());
-            } else if let Some((_, dates)) = self.settings.holidays.iter().find(|(name, _)| name == s) {
+            } else if let Some((_, dates)) =
+                self.settings.holidays.iter().find(|(name, _)| name == s)
+            {
                 out.extend(dates.iter().copied());
                 names.push(s.clone());
                 if !self.used_lists.contains(s) {
                     self.used_lists.push(s.clone());
                 }
             } else {
-                let known: Vec<&str> = self.settings.holidays.iter().map(|(n, _)| n.as_str()).collect();
+                let known: Vec<&str> = self
+                    .settings
+                    .holidays
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect();
                 let hint = match did_you_mean(s, &known) {
                     Some(m) => format!("did you mean `{m}`?"),
                     None if known.is_empty() => "define it under `settings: holidays:`, or write a date such as `2026-12-29`".into(),
                     None => format!("known date lists: {}", known.join(", ")),
                 };
-                self.d.error(&seq_item(n, i), &p.index(i), format!("unknown date list `{s}`"), Some(hint));
+                self.d.error(
+                    &seq_item(n, i),
+                    &p.index(i),
+                    format!("unknown date list `{s}`"),
+                    Some(hint),
+                );
                 ok = false;
             }
         }
@@ -856,7 +1057,10 @@ impl Ctx<'_> {
                     None => return None,
                 }
             }
-            None => (self.settings.timezone.clone(), self.settings.timezone_name.clone()),
+            None => (
+                self.settings.timezone.clone(),
+                self.settings.timezone_name.clone(),
+            ),
         };
         let mut weekdays = 0x7f;
         if let Some(v) = m.get("weekdays") {
@@ -869,13 +1073,23 @@ impl Ctx<'_> {
                             Some(bits) => weekdays |= bits,
                             None => {
                                 let hint = did_you_mean(day, &WEEKDAYS).map_or_else(|| "use mon, tue, wed, thu, fri, sat, sun or a range such as `mon-fri`".to_string(), |s| format!("did you mean `{s}`?"));
-                                self.d.error(v, &kp, format!("`{day}` is not a day of the week"), Some(hint));
+                                self.d.error(
+                                    v,
+                                    &kp,
+                                    format!("`{day}` is not a day of the week"),
+                                    Some(hint),
+                                );
                                 ok = false;
                             }
                         }
                     }
                     if ok && weekdays == 0 {
-                        self.d.error(v, &kp, "no week days: this time window can never match", None);
+                        self.d.error(
+                            v,
+                            &kp,
+                            "no week days: this time window can never match",
+                            None,
+                        );
                         ok = false;
                     }
                 }
@@ -888,7 +1102,15 @@ impl Ctx<'_> {
             match self.d.string(v, &kp) {
                 Some(s) => match parse_hours(&s) {
                     Some((a, b)) if a == b => {
-                        self.d.error(v, &kp, format!("`{s}` starts and ends at the same time: it can never match"), Some("for the whole day write `00:00-24:00`, or leave `hours` out".into()));
+                        self.d.error(
+                            v,
+                            &kp,
+                            format!("`{s}` starts and ends at the same time: it can never match"),
+                            Some(
+                                "for the whole day write `00:00-24:00`, or leave `hours` out"
+                                    .into(),
+                            ),
+                        );
                         ok = false;
                     }
                     Some(h) => hours = (h != (0, 1440)).then_some(h),
@@ -904,7 +1126,12 @@ impl Ctx<'_> {
         let dates = match m.get("dates") {
             Some(v) => match self.date_refs(v, &p.key("dates"), &mut dates_names) {
                 Some(d) if d.is_empty() => {
-                    self.d.error(v, &p.key("dates"), "no dates: this time window can never match", None);
+                    self.d.error(
+                        v,
+                        &p.key("dates"),
+                        "no dates: this time window can never match",
+                        None,
+                    );
                     ok = false;
                     None
                 }
@@ -918,24 +1145,51 @@ impl Ctx<'_> {
         };
         let mut except_names = Vec::new();
         let except = match m.get("except_dates") {
-            Some(v) => self.date_refs(v, &p.key("except_dates"), &mut except_names).unwrap_or_else(|| {
-                ok = false;
-                Vec::new()
-            }),
+            Some(v) => self
+                .date_refs(v, &p.key("except_dates"), &mut except_names)
+                .unwrap_or_else(|| {
+                    ok = false;
+                    Vec::new()
+                }),
             None => Vec::new(),
         };
         if let Some(d) = &dates
             && d.iter().all(|x| except.binary_search(x).is_ok())
         {
-            self.d.error(n, p, "every date in `dates` is also in `except_dates`: this can never match", None);
+            self.d.error(
+                n,
+                p,
+                "every date in `dates` is also in `except_dates`: this can never match",
+                None,
+            );
             ok = false;
         }
-        if m.get("weekdays").is_none() && m.get("hours").is_none() && m.get("dates").is_none() && m.get("except_dates").is_none() {
-            self.d.error(n, p, "`time` needs `weekdays`, `hours`, `dates` or `except_dates`", None);
+        if m.get("weekdays").is_none()
+            && m.get("hours").is_none()
+            && m.get("dates").is_none()
+            && m.get("except_dates").is_none()
+        {
+            self.d.error(
+                n,
+                p,
+                "`time` needs `weekdays`, `hours`, `dates` or `except_dates`",
+                None,
+            );
             ok = false;
         }
-        if hours.is_none() && m.get("hours").is_some() && ok && m.get("weekdays").is_none() && m.get("dates").is_none() && m.get("except_dates").is_none() {
-            self.d.warning(n, p, "this time window covers every moment", Some("remove it, or narrow `hours`".into()));
+        if hours.is_none()
+            && m.get("hours").is_some()
+            && ok
+            && m.get("weekdays").is_none()
+            && m.get("dates").is_none()
+            && m.get("except_dates").is_none()
+        {
+            self.d.warning(
+                n,
+                p,
+                "this time window covers every moment",
+                Some("remove it, or narrow `hours`".into()),
+            );
         }
         ok.then_some(TimeWindow {
             tz,
@@ -953,11 +1207,23 @@ impl Ctx<'_> {
 fn day_index(s: &str) -> Option<u8> {
     let s = s.trim().to_ascii_lowercase();
     let short = s.get(..3)?;
-    WEEKDAYS.iter().position(|d| *d == short).filter(|_| {
-        // Accept `mon` and `monday`, nothing else.
-        let full = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
-        s.len() == 3 || full.contains(&s.as_str())
-    }).map(|i| i as u8)
+    WEEKDAYS
+        .iter()
+        .position(|d| *d == short)
+        .filter(|_| {
+            // Accept `mon` and `monday`, nothing else.
+            let full = [
+                "monday",
+                "tuesday",
+                "wednesday",
+                "thursday",
+                "friday",
+                "saturday",
+                "sunday",
+            ];
+            s.len() == 3 || full.contains(&s.as_str())
+        })
+        .map(|i| i as u8)
 }
 
 /// `mon`, `monday`, `mon-fri`, `sat-sun`, `fri-mon` (wraps).
@@ -996,8 +1262,13 @@ fn parse_hours(s: &str) -> Option<(u16, u16)> {
     if a == 1440 {
         return None;
     }
-    Some((a, if b == 1440 && a != 0 { 0 } else { b }))
-        .map(|(a, b)| if a == 0 && b == 1440 { (0, 1440) } else { (a, b % 1440) })
+    Some((a, if b == 1440 && a != 0 { 0 } else { b })).map(|(a, b)| {
+        if a == 0 && b == 1440 {
+            (0, 1440)
+        } else {
+            (a, b % 1440)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -201,7 +201,9 @@ impl Decision {
 
     /// The first reason's code, e.g. `device.unmanaged`.
     pub fn reason_code(&self) -> &'static str {
-        self.reasons.first().map_or("policy.no_rule_matched", |r| r.code)
+        self.reasons
+            .first()
+            .map_or("policy.no_rule_matched", |r| r.code)
     }
 }
 
@@ -223,7 +225,12 @@ fn identity_leaf(input: &Input, f: impl FnOnce(&crate::input::Identity) -> bool)
     }
 }
 
-fn step_up_leaf(input: &Input, positive: bool, need: u8, f: impl FnOnce(&crate::input::Identity) -> bool) -> Tri {
+fn step_up_leaf(
+    input: &Input,
+    positive: bool,
+    need: u8,
+    f: impl FnOnce(&crate::input::Identity) -> bool,
+) -> Tri {
     match input.identity {
         None => Tri::Pending(LOGIN),
         Some(id) if f(id) => Tri::True,
@@ -233,7 +240,11 @@ fn step_up_leaf(input: &Input, positive: bool, need: u8, f: impl FnOnce(&crate::
 }
 
 /// Posture facts need a verified device certificate; an unknown fact is pending.
-fn posture_leaf<T>(input: &Input, fact: impl FnOnce(&crate::input::Device) -> &Fact<T>, f: impl FnOnce(&T) -> Option<bool>) -> Tri {
+fn posture_leaf<T>(
+    input: &Input,
+    fact: impl FnOnce(&crate::input::Device) -> &Fact<T>,
+    f: impl FnOnce(&T) -> Option<bool>,
+) -> Tri {
     let device = input.device();
     if !matches!(device.certificate, Certificate::Present { .. }) {
         return Tri::Pending(CERT);
@@ -280,7 +291,9 @@ pub(crate) fn eval_leaf(leaf: &Leaf, input: &Input, settings: &Settings, positiv
         },
         Leaf::Sub(set) => identity_leaf(input, |id| set.contains(&id.sub)),
         Leaf::Email(set) => identity_leaf(input, |id| {
-            id.email.as_deref().is_some_and(|e| set.contains_ignore_case(e))
+            id.email
+                .as_deref()
+                .is_some_and(|e| set.contains_ignore_case(e))
         }),
         Leaf::EmailDomain(set) => identity_leaf(input, |id| {
             id.email
@@ -294,7 +307,9 @@ pub(crate) fn eval_leaf(leaf: &Leaf, input: &Input, settings: &Settings, positiv
         }),
         Leaf::Mfa => step_up_leaf(input, positive, MFA, |id| has_mfa(id, settings)),
         Leaf::Acr(values) => step_up_leaf(input, positive, ACR, |id| {
-            id.acr.as_deref().is_some_and(|a| values.iter().any(|v| v == a))
+            id.acr
+                .as_deref()
+                .is_some_and(|a| values.iter().any(|v| v == a))
         }),
         Leaf::MaxAuthAge(max) => step_up_leaf(input, positive, FRESH, |id| {
             id.auth_time
@@ -377,7 +392,11 @@ pub(crate) fn eval(cond: &Cond, input: &Input, settings: &Settings, positive: bo
                     Tri::True => {}
                 }
             }
-            if need == 0 { Tri::True } else { Tri::Pending(need) }
+            if need == 0 {
+                Tri::True
+            } else {
+                Tri::Pending(need)
+            }
         }
         Cond::Any(parts) => {
             let mut need = 0;
@@ -388,7 +407,11 @@ pub(crate) fn eval(cond: &Cond, input: &Input, settings: &Settings, positive: bo
                     Tri::False => {}
                 }
             }
-            if need == 0 { Tri::False } else { Tri::Pending(need) }
+            if need == 0 {
+                Tri::False
+            } else {
+                Tri::Pending(need)
+            }
         }
     }
 }
@@ -467,7 +490,11 @@ pub(crate) fn leaf_reason(leaf: &Leaf, input: &Input, r: Tri) -> &'static Reason
         }
         Leaf::Ownership(o) => {
             let observed_corporate = sat == (*o == Ownership::Corporate);
-            if observed_corporate { R::CORPORATE } else { R::BYOD }
+            if observed_corporate {
+                R::CORPORATE
+            } else {
+                R::BYOD
+            }
         }
         Leaf::Os(_) => pick(R::OS_LISTED, R::OS_NOT_ALLOWED),
         Leaf::MinOsVersion(_) => pick(R::OS_VERSION_OK, R::OS_OUTDATED),
@@ -554,7 +581,13 @@ fn closeness(cond: &Cond, input: &Input, settings: &Settings, positive: bool) ->
 }
 
 /// Gather what a step-up must achieve for `cond` (evaluated under `positive`).
-fn collect_step_up(cond: &Cond, input: &Input, settings: &Settings, positive: bool, out: &mut StepUp) {
+fn collect_step_up(
+    cond: &Cond,
+    input: &Input,
+    settings: &Settings,
+    positive: bool,
+    out: &mut StepUp,
+) {
     match cond {
         Cond::Anyone => {}
         Cond::Not(inner) => collect_step_up(inner, input, settings, !positive, out),
@@ -719,14 +752,10 @@ pub(crate) fn decide_policy(
 
     // Default deny: explain with the allow rule that came closest.
     let mut reasons = Reasons::default();
-    match policy
-        .allow
-        .iter()
-        .min_by_key(|r| {
-            let (m, h) = closeness(&r.cond, input, settings, true);
-            (m, std::cmp::Reverse(h))
-        })
-    {
+    match policy.allow.iter().min_by_key(|r| {
+        let (m, h) = closeness(&r.cond, input, settings, true);
+        (m, std::cmp::Reverse(h))
+    }) {
         None => reasons.push(reason::NO_ALLOW_RULE),
         Some(rule) => why(&rule.cond, input, settings, true, &mut reasons),
     }

@@ -14,13 +14,16 @@
 mod check;
 mod compile;
 mod eval;
+pub mod explain;
 mod input;
 mod model;
 pub mod reason;
+pub mod schema;
 mod set;
 pub mod testing;
 
 pub use eval::{Decision, Outcome, Reasons, RuleRef, StepUp, Tri};
+pub use explain::Trace;
 pub use input::{Certificate, Device, Fact, Identity, Input, Ownership, Request};
 pub use model::{DEFAULT_MFA_AMR, DEFAULT_TIMEZONE, PolicyId, RuleKind, Target};
 pub use reason::Reason;

@@ -318,15 +318,8 @@ impl TimeWindow {
     }
 
     pub fn hours_text(&self) -> Option<String> {
-        self.hours.map(|(s, e)| {
-            format!(
-                "{:02}:{:02}-{:02}:{:02}",
-                s / 60,
-                s % 60,
-                e / 60,
-                e % 60
-            )
-        })
+        self.hours
+            .map(|(s, e)| format!("{:02}:{:02}-{:02}:{:02}", s / 60, s % 60, e / 60, e % 60))
     }
 
     pub fn weekdays_list(&self) -> Vec<&'static str> {

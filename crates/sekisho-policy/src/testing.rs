@@ -36,7 +36,14 @@ pub(crate) const CASE_KEYS: &[&str] = &[
     "name", "policy", "floor", "route", "at", "identity", "device", "request", "expect", "reason",
 ];
 pub(crate) const IDENTITY_KEYS: &[&str] = &[
-    "sub", "email", "name", "groups", "amr", "acr", "auth_time", "claims",
+    "sub",
+    "email",
+    "name",
+    "groups",
+    "amr",
+    "acr",
+    "auth_time",
+    "claims",
 ];
 pub(crate) const DEVICE_FIELDS: &[&str] = &[
     "certificate",
@@ -86,7 +93,10 @@ impl Scenario {
 /// Which policies a case is decided against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaseTarget {
-    Policy { policy: String, floor: Option<String> },
+    Policy {
+        policy: String,
+        floor: Option<String>,
+    },
     Route(String),
 }
 
@@ -118,7 +128,10 @@ impl Case {
                     .lookup(policy)
                     .ok_or_else(|| format!("unknown policy `{policy}`"))?;
                 let floor = match floor {
-                    Some(f) => Some(set.lookup(f).ok_or_else(|| format!("unknown policy `{f}`"))?),
+                    Some(f) => Some(
+                        set.lookup(f)
+                            .ok_or_else(|| format!("unknown policy `{f}`"))?,
+                    ),
                     None => None,
                 };
                 Ok(Target {
@@ -180,7 +193,9 @@ impl fmt::Display for TestReport {
 
 impl TestSuite {
     /// Parse test files `(path, text)`; every problem is reported at once.
-    pub fn load<P: AsRef<str>, T: AsRef<str>>(files: &[(P, T)]) -> Result<TestSuite, Vec<Diagnostic>> {
+    pub fn load<P: AsRef<str>, T: AsRef<str>>(
+        files: &[(P, T)],
+    ) -> Result<TestSuite, Vec<Diagnostic>> {
         let mut diags = Vec::new();
         let mut cases = Vec::new();
         for (path, text) in files {
@@ -204,7 +219,11 @@ impl TestSuite {
     }
 
     /// Run every case against `set`.
-    pub fn run(&self, set: &PolicySet, resolve_route: &dyn Fn(&str) -> Option<Target>) -> TestReport {
+    pub fn run(
+        &self,
+        set: &PolicySet,
+        resolve_route: &dyn Fn(&str) -> Option<Target>,
+    ) -> TestReport {
         let results = self
             .cases
             .iter()
@@ -395,7 +414,9 @@ fn device(d: &mut Decoder, n: &Node, p: &Path, at: Timestamp) -> Option<Device> 
                             None => ok = false,
                         }
                     } else {
-                        let id = cm.require(d, "id").and_then(|v| d.nonempty_string(v, &cp.key("id")));
+                        let id = cm
+                            .require(d, "id")
+                            .and_then(|v| d.nonempty_string(v, &cp.key("id")));
                         let fp = match cm.get("fingerprint") {
                             Some(v) => d.string(v, &cp.key("fingerprint")),
                             None => Some(String::new()),
@@ -435,7 +456,11 @@ fn device(d: &mut Decoder, n: &Node, p: &Path, at: Timestamp) -> Option<Device> 
     {
         match d.one_of(v, &p.key("ownership"), &["corporate", "byod"]) {
             Some(o) => {
-                let o = if o == "byod" { Ownership::Byod } else { Ownership::Corporate };
+                let o = if o == "byod" {
+                    Ownership::Byod
+                } else {
+                    Ownership::Corporate
+                };
                 dev.ownership = Fact::known(o, at);
             }
             None => ok = false,
@@ -529,7 +554,9 @@ fn read_case(
     let name = m
         .require(d, "name")
         .and_then(|v| d.nonempty_string(v, &p.key("name")));
-    let at = m.require(d, "at").and_then(|v| timestamp(d, v, &p.key("at")));
+    let at = m
+        .require(d, "at")
+        .and_then(|v| timestamp(d, v, &p.key("at")));
     let expect = m
         .require(d, "expect")
         .and_then(|v| d.one_of(v, &p.key("expect"), OUTCOMES));
@@ -538,8 +565,14 @@ fn read_case(
             Some(code) => {
                 if reason::by_code(&code).is_none() {
                     let codes: Vec<&str> = reason::ALL.iter().map(|r| r.code).collect();
-                    let hint = sekisho_yaml::did_you_mean(&code, &codes).map(|s| format!("did you mean `{s}`?"));
-                    d.error(v, &p.key("reason"), format!("unknown reason code `{code}`"), hint);
+                    let hint = sekisho_yaml::did_you_mean(&code, &codes)
+                        .map(|s| format!("did you mean `{s}`?"));
+                    d.error(
+                        v,
+                        &p.key("reason"),
+                        format!("unknown reason code `{code}`"),
+                        hint,
+                    );
                     None
                 } else {
                     Some(Some(code))
@@ -551,7 +584,12 @@ fn read_case(
     };
     let target = match (m.get("policy"), m.get("route")) {
         (Some(_), Some(r)) => {
-            d.error(r, &p.key("route"), "give either `policy` (with optional `floor`) or `route`, not both", None);
+            d.error(
+                r,
+                &p.key("route"),
+                "give either `policy` (with optional `floor`) or `route`, not both",
+                None,
+            );
             None
         }
         (None, Some(r)) => d.string(r, &p.key("route")).map(CaseTarget::Route),
@@ -567,14 +605,24 @@ fn read_case(
             }
         }
         (None, None) => {
-            d.error(n, p, "a case needs `policy` (with optional `floor`) or `route`", None);
+            d.error(
+                n,
+                p,
+                "a case needs `policy` (with optional `floor`) or `route`",
+                None,
+            );
             None
         }
     };
     if m.get("route").is_some()
         && let Some(f) = m.get("floor")
     {
-        d.error(f, &p.key("floor"), "`floor` comes from the route's zone; remove it or use `policy`", None);
+        d.error(
+            f,
+            &p.key("floor"),
+            "`floor` comes from the route's zone; remove it or use `policy`",
+            None,
+        );
     }
     let identity = match m.get("identity") {
         None => Some(None),
@@ -584,8 +632,14 @@ fn read_case(
                 Some((_, None)) => None,
                 None => {
                     let names: Vec<&str> = identities.iter().map(|(n, _)| n.as_str()).collect();
-                    let hint = sekisho_yaml::did_you_mean(fixture, &names).map(|s| format!("did you mean `{s}`?"));
-                    d.error(v, &p.key("identity"), format!("unknown identity `{fixture}`"), hint);
+                    let hint = sekisho_yaml::did_you_mean(fixture, &names)
+                        .map(|s| format!("did you mean `{s}`?"));
+                    d.error(
+                        v,
+                        &p.key("identity"),
+                        format!("unknown identity `{fixture}`"),
+                        hint,
+                    );
                     None
                 }
             },
@@ -601,8 +655,14 @@ fn read_case(
                 Some((_, None)) => None,
                 None => {
                     let names: Vec<&str> = devices.iter().map(|(n, _)| n.as_str()).collect();
-                    let hint = sekisho_yaml::did_you_mean(fixture, &names).map(|s| format!("did you mean `{s}`?"));
-                    d.error(v, &p.key("device"), format!("unknown device `{fixture}`"), hint);
+                    let hint = sekisho_yaml::did_you_mean(fixture, &names)
+                        .map(|s| format!("did you mean `{s}`?"));
+                    d.error(
+                        v,
+                        &p.key("device"),
+                        format!("unknown device `{fixture}`"),
+                        hint,
+                    );
                     None
                 }
             },
@@ -636,8 +696,16 @@ pub fn load_scenario(file: &str, text: &str) -> Result<(CaseTarget, Scenario), V
     if let Kind::Map(entries) = &mut with_defaults.kind {
         let placeholder = |k: &str, v: &str| {
             (
-                Node { kind: Kind::Str(k.into()), line: node.line, column: node.column },
-                Node { kind: Kind::Str(v.into()), line: node.line, column: node.column },
+                Node {
+                    kind: Kind::Str(k.into()),
+                    line: node.line,
+                    column: node.column,
+                },
+                Node {
+                    kind: Kind::Str(v.into()),
+                    line: node.line,
+                    column: node.column,
+                },
             )
         };
         if !entries.iter().any(|(k, _)| k.as_str() == Some("name")) {
