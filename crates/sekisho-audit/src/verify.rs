@@ -514,6 +514,12 @@ fn classify(
         );
     }
     if rec.seq > want {
+        if rest.iter().flatten().any(|r| r.seq == want) {
+            return at(
+                ProblemKind::Reordered,
+                format!("out of order: expected seq {want} here, it comes later"),
+            );
+        }
         if line == 1 && p.file != file {
             return at(
                 ProblemKind::Truncated,
