@@ -199,7 +199,7 @@ mod tests {
                 proptest::prop_assert!(out.starts_with('/'));
                 proptest::prop_assert!(!out.starts_with("//"));
                 proptest::prop_assert!(!out.contains('\\'));
-                proptest::prop_assert!(!out.bytes().any(|b| b < 0x21 || b > 0x7e));
+                proptest::prop_assert!(out.bytes().all(|b| (0x21..=0x7e).contains(&b)));
             }
         }
     }

@@ -59,6 +59,10 @@ pub struct LogoutResponse {
 
 /// Outcome of the identity step for a request.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per request, moved once; boxing would only add an allocation"
+)]
 pub enum SessionOutcome {
     /// Identified; send `set_cookies` with the response (may be empty).
     Authenticated {

@@ -122,6 +122,10 @@ impl SessionRejection {
 
 /// Result of reading the session cookies.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per request, moved once; boxing would only add an allocation"
+)]
 pub enum Decoded {
     /// No session cookie.
     Absent,

@@ -233,7 +233,7 @@ impl AssertionSigner {
                 "assertion key must be an EC P-256 key".into(),
             ));
         }
-        let (kid, jwk) = ec_public_jwk(&kp.public_key_raw())?;
+        let (kid, jwk) = ec_public_jwk(kp.public_key_raw())?;
         let encoding = EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes())
             .map_err(|_| IdentityError::Config("assertion key cannot sign ES256".into()))?;
         let mut keys = vec![jwk.clone()];
