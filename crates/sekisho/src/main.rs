@@ -8,6 +8,7 @@
 mod cli_audit;
 mod cli_certs;
 mod cli_policy;
+mod cli_serve;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway.
+    Serve(cli_serve::ServeArgs),
+    /// Check a configuration (the same loading code `serve` runs); exits 1 on any error.
+    Check(cli_serve::CheckArgs),
     /// Policy tools for IT officers: test, explain.
     #[command(subcommand)]
     Policy(cli_policy::PolicyCommand),
@@ -36,6 +41,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => cli_serve::serve(args),
+        Command::Check(args) => cli_serve::check(args),
         Command::Policy(cmd) => cli_policy::run(cmd),
         Command::Audit(cmd) => cli_audit::run(cmd),
         Command::Certs(cmd) => cli_certs::run(cmd),

@@ -1,0 +1,619 @@
+//! The request pipeline (DESIGN.md): parse & normalise → route → identity → device →
+//! decide → audit → forward → observe. Every request passes every step in this order,
+//! and the path routed and decided on is exactly the path forwarded.
+//!
+//! `handle` is the single completion point: whatever happens, it returns one response and
+//! records metrics and the access log line exactly once.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::canon;
+use crate::config::{Access, Route, RouteKind};
+use crate::host::canonical_host;
+use crate::metrics::{Metrics, RejectLabels, RequestLabels, RouteLabels, UpstreamErrorLabels, status_class};
+use crate::proxy::{ForwardError, IdleTimeout};
+use crate::respond::{self, Body, Refusal};
+use crate::snapshot::Snapshot;
+
+/// Shared state of a running gateway.
+pub struct Gateway {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
+    /// Configuration and TLS loaded and listeners bound.
+    pub ready: AtomicBool,
+}
+
+impl Gateway {
+    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>) -> Arc<Gateway> {
+        metrics.set_config_version(&snapshot.config.version);
+        Arc::new(Gateway {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// What the gateway knows about the client connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub listener: String,
+    pub zone: String,
+    pub peer: SocketAddr,
+    pub tls: bool,
+    /// TLS server name the client asked for (lower case).
+    pub sni: Option<String>,
+}
+
+/// The request after step 1: canonical host and path, and the query as received.
+#[derive(Debug)]
+pub struct Target {
+    pub host: String,
+    /// The port the client named in Host/:authority, kept for the forwarded Host header.
+    pub port: Option<u16>,
+    pub path: String,
+    pub query: Option<String>,
+}
+
+/// The outcome of step 5, with the reason recorded for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+impl Decision {
+    fn label(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// Headers a client may never set: forwarding and identity headers the gateway owns, and
+/// request-override headers some frameworks honour (`X-Original-URL`, method overrides).
+/// Compared after lower-casing and mapping `_` to `-`, because CGI-style upstreams read
+/// `X_Forwarded_For` and `X-Forwarded-For` as the same variable.
+const RESERVED_EXACT: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-request-id",
+    "x-correlation-id",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-original-method",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-remote-user",
+    "remote-user",
+    "x-user",
+    "x-email",
+    "x-groups",
+    "x-webauth-user",
+    "x-authenticated-user",
+    "x-authenticated-groups",
+    "proxy-authorization",
+];
+const RESERVED_PREFIXES: &[&str] = &[
+    "x-forwarded-",
+    "x-sekisho-",
+    "sekisho-",
+    "x-auth-request-",
+    "x-remote-",
+    "x-ms-client-principal",
+    "x-goog-authenticated-user-",
+    "x-amzn-oidc-",
+    "x-pomerium-",
+    "x-vouch-",
+];
+
+/// Whether a client-sent header must be removed before forwarding.
+pub fn is_reserved_header(name: &HeaderName) -> bool {
+    let s = name.as_str();
+    let owned;
+    let norm: &str = if s.contains('_') {
+        owned = s.replace('_', "-");
+        &owned
+    } else {
+        s
+    };
+    RESERVED_EXACT.contains(&norm) || RESERVED_PREFIXES.iter().any(|p| norm.starts_with(p))
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+    )
+}
+
+/// Header names listed in `Connection` (they are hop-by-hop for this connection only).
+fn connection_nominated(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
+        .collect()
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_nominated(req.headers()).iter().any(|n| n == "upgrade")
+}
+
+/// Step 1: refuse ambiguous requests and compute the canonical target.
+fn normalise(req: &Request<Incoming>, conn: &ConnInfo) -> Result<Target, Refusal> {
+    let headers = req.headers();
+    if req.method() == Method::CONNECT {
+        return Err(Refusal::BadRequest("connect_method"));
+    }
+    // Framing: hyper has chosen one reading already; refuse requests where another
+    // parser could choose a different one (request smuggling).
+    let cl = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    let te: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    if cl > 1 {
+        return Err(Refusal::BadRequest("duplicate_content_length"));
+    }
+    if !te.is_empty() {
+        if cl > 0 {
+            return Err(Refusal::BadRequest("content_length_and_transfer_encoding"));
+        }
+        let only_chunked = te.len() == 1 && te[0].as_bytes().eq_ignore_ascii_case(b"chunked");
+        if !only_chunked || req.version() != Version::HTTP_11 {
+            return Err(Refusal::BadRequest("transfer_encoding"));
+        }
+    }
+    // Host: exactly one, and equal to the request target's authority if it has one.
+    let hosts: Vec<&HeaderValue> = headers.get_all(header::HOST).iter().collect();
+    if hosts.len() > 1 {
+        return Err(Refusal::BadRequest("duplicate_host"));
+    }
+    let header_host = hosts.first().map(|h| h.to_str().map_err(|_| Refusal::BadRequest("bad_host")));
+    let header_host = header_host.transpose()?;
+    let uri_authority = req.uri().authority().map(|a| a.as_str());
+    let authority = match (uri_authority, header_host) {
+        (Some(a), Some(h)) => {
+            if canonical_host(a) != canonical_host(h) || port_of(a) != port_of(h) {
+                return Err(Refusal::BadRequest("host_authority_mismatch"));
+            }
+            a
+        }
+        (Some(a), None) => a,
+        (None, Some(h)) => h,
+        (None, None) => return Err(Refusal::BadRequest("missing_host")),
+    };
+    if let Some(scheme) = req.uri().scheme_str() {
+        let expected = if conn.tls { "https" } else { "http" };
+        if !scheme.eq_ignore_ascii_case(expected) {
+            return Err(Refusal::BadRequest("scheme_mismatch"));
+        }
+    }
+    let host = canonical_host(authority).ok_or(Refusal::BadRequest("bad_host"))?;
+    // On TLS listeners the Host must name the site the connection was made for.
+    if let Some(sni) = &conn.sni
+        && canonical_host(sni).as_deref() != Some(host.as_str())
+    {
+        return Err(Refusal::Misdirected);
+    }
+    let path = canon::canonicalize(req.uri().path()).map_err(|e| Refusal::BadRequest(e.code()))?;
+    let query = req.uri().query().map(str::to_owned);
+    if let Some(q) = &query
+        && q.bytes().any(|b| b.is_ascii_control())
+    {
+        return Err(Refusal::BadRequest("bad_query"));
+    }
+    Ok(Target {
+        host,
+        port: port_of(authority),
+        path,
+        query,
+    })
+}
+
+fn port_of(authority: &str) -> Option<u16> {
+    let after = match authority.rfind(']') {
+        Some(i) => &authority[i + 1..],
+        None => authority,
+    };
+    after.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+}
+
+fn request_id(headers: &HeaderMap, trusted: bool) -> String {
+    if trusted
+        && let Some(v) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+        && !v.is_empty()
+        && v.len() <= 128
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    {
+        return v.to_owned();
+    }
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Handles one request. Never fails: every outcome is a response.
+pub async fn handle(
+    gw: Arc<Gateway>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let snap = gw.snapshot.load_full();
+    let trusted = snap
+        .config
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(&crate::config::canonical_ip(conn.peer.ip())));
+    let rid = request_id(req.headers(), trusted);
+
+    // 1. parse & normalise
+    let target = match normalise(&req, &conn) {
+        Ok(t) => t,
+        Err(refusal) => {
+            let reason = match &refusal {
+                Refusal::BadRequest(r) => r,
+                Refusal::Misdirected => "misdirected",
+                _ => "other",
+            };
+            gw.metrics
+                .rejected
+                .get_or_create(&RejectLabels {
+                    listener: conn.listener.clone(),
+                    reason,
+                })
+                .inc();
+            tracing::info!(
+                target: "sekisho::access",
+                request_id = %rid,
+                listener = %conn.listener,
+                client.ip = %conn.peer.ip(),
+                status = refusal.status().as_u16(),
+                reason,
+                "request refused before routing"
+            );
+            let close = matches!(refusal, Refusal::BadRequest(_));
+            return Ok(respond::refusal(&refusal, req.headers(), &rid, close));
+        }
+    };
+
+    // 2. route
+    let Some(route) = snap.routes.lookup(&conn.listener, &target.host, &target.path).cloned() else {
+        let resp = respond::refusal(&Refusal::NotFound, req.headers(), &rid, false);
+        finish(&gw, &conn, None, &rid, Decision::Deny, resp.status(), start, "no_route");
+        return Ok(resp);
+    };
+
+    // 3–5. identity, device, decide. Until the policy engine is wired in, only routes
+    // explicitly marked `access: public` are reachable: nothing is open by omission.
+    let (decision, why) = match &route.access {
+        Access::Public => (Decision::Allow, "public"),
+        Access::Policy(_) => (Decision::Deny, "policy_unavailable"),
+    };
+    if decision == Decision::Deny {
+        let resp = respond::refusal(&Refusal::Forbidden, req.headers(), &rid, false);
+        finish(&gw, &conn, Some(&route), &rid, decision, resp.status(), start, why);
+        return Ok(resp);
+    }
+    if route.kind == RouteKind::ScreenTransfer && carries_file(req.headers()) {
+        let resp = respond::refusal(&Refusal::Forbidden, req.headers(), &rid, false);
+        finish(&gw, &conn, Some(&route), &rid, Decision::Deny, resp.status(), start, "screen_transfer_file");
+        return Ok(resp);
+    }
+
+    // 7. forward
+    let resp = forward(&gw, &snap, &conn, &route, &target, &rid, trusted, req).await;
+    finish(&gw, &conn, Some(&route), &rid, decision, resp.status(), start, why);
+    Ok(resp)
+}
+
+/// Whether a request or response carries a file (refused on screen-transfer crossings,
+/// where only the picture of a screen may cross, never data).
+fn carries_file(headers: &HeaderMap) -> bool {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    ct.starts_with("multipart/")
+        || ct.starts_with("application/octet-stream")
+        || headers
+            .get(header::CONTENT_DISPOSITION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("attachment"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    gw: &Gateway,
+    conn: &ConnInfo,
+    route: Option<&Route>,
+    rid: &str,
+    decision: Decision,
+    status: http::StatusCode,
+    start: Instant,
+    why: &'static str,
+) {
+    let (route_name, zone) = match route {
+        Some(r) => (r.name.clone(), r.zone.clone()),
+        None => ("none".to_owned(), conn.zone.clone()),
+    };
+    let elapsed = start.elapsed();
+    gw.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route_name.clone(),
+            zone: zone.clone(),
+            status_class: status_class(status),
+            decision: decision.label(),
+        })
+        .inc();
+    gw.metrics
+        .request_duration
+        .get_or_create(&RouteLabels {
+            route: route_name.clone(),
+            zone: zone.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        target: "sekisho::access",
+        request_id = %rid,
+        listener = %conn.listener,
+        route = %route_name,
+        zone = %zone,
+        client.ip = %conn.peer.ip(),
+        decision = decision.label(),
+        reason = why,
+        status = status.as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    gw: &Gateway,
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    route: &Arc<Route>,
+    target: &Target,
+    rid: &str,
+    trusted: bool,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let Some(pool) = snap.pools.get(&route.name) else {
+        return respond::refusal(&Refusal::UpstreamUnavailable, req.headers(), rid, false);
+    };
+    let upgrade = is_upgrade(&req);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+
+    // Path: the canonical path, minus the prefix when the route strips it.
+    let mut path = target.path.clone();
+    if route.strip_prefix && route.path_prefix != "/" {
+        let cut = route.path_prefix.trim_end_matches('/').len();
+        path = path[cut.min(path.len())..].to_owned();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+    }
+    let pq = match &target.query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 6);
+    let nominated = connection_nominated(&parts.headers);
+    for (name, value) in &parts.headers {
+        if is_hop_by_hop(name) || nominated.contains(name) || name == header::HOST || is_reserved_header(name) {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    // A trusted proxy in front of us may vouch for the original client and scheme.
+    let peer_ip = conn.peer.ip().to_string();
+    let mut xff = peer_ip.clone();
+    let mut proto = if conn.tls { "https".to_owned() } else { "http".to_owned() };
+    let mut fwd_host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| target.host.clone());
+    if trusted {
+        if let Some(prev) = joined(&parts.headers, "x-forwarded-for") {
+            xff = format!("{prev}, {peer_ip}");
+        }
+        if let Some(p) = parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok())
+            && (p == "https" || p == "http")
+        {
+            proto = p.to_owned();
+        }
+        if let Some(h) = parts.headers.get("x-forwarded-host").and_then(|v| v.to_str().ok())
+            && canonical_host(h).is_some()
+        {
+            fwd_host = h.to_owned();
+        }
+    }
+    let host_header = match target.port {
+        Some(p) => format!("{}:{p}", target.host),
+        None => target.host.clone(),
+    };
+    let set = |h: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    if !route.upstream_http2 {
+        set(&mut headers, "host", &host_header);
+    }
+    set(&mut headers, "x-forwarded-for", &xff);
+    set(&mut headers, "x-forwarded-proto", &proto);
+    set(&mut headers, "x-forwarded-host", &fwd_host);
+    set(&mut headers, "x-request-id", rid);
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(u) = parts.headers.get(header::UPGRADE) {
+            headers.insert(header::UPGRADE, u.clone());
+        }
+    }
+
+    let mut up = Request::builder()
+        .method(parts.method.clone())
+        .uri(pq)
+        .version(if route.upstream_http2 { Version::HTTP_2 } else { Version::HTTP_11 });
+    if let Some(h) = up.headers_mut() {
+        *h = headers;
+    }
+    let idle = route.timeouts.idle;
+    let body: Body = IdleTimeout::new(body, idle).boxed();
+    let up = match up.body(body) {
+        Ok(r) => r,
+        Err(_) => return respond::refusal(&Refusal::BadRequest("unforwardable"), &parts.headers, rid, true),
+    };
+
+    let started = Instant::now();
+    let result = pool.forward(up).await;
+    let labels = RouteLabels {
+        route: route.name.clone(),
+        zone: route.zone.clone(),
+    };
+    gw.metrics.upstream_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    let (mut resp, _upstream) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            gw.metrics
+                .upstream_errors
+                .get_or_create(&UpstreamErrorLabels {
+                    route: route.name.clone(),
+                    kind: e.kind(),
+                })
+                .inc();
+            tracing::warn!(request_id = %rid, route = %route.name, error.kind = e.kind(), error = ?e, "upstream failed");
+            let refusal = match e {
+                ForwardError::Timeout => Refusal::UpstreamTimeout,
+                _ => Refusal::UpstreamUnavailable,
+            };
+            return respond::refusal(&refusal, &parts.headers, rid, false);
+        }
+    };
+
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            let rid = rid.to_owned();
+            tokio::spawn(async move {
+                match (client_upgrade.await, upstream_upgrade.await) {
+                    (Ok(c), Ok(u)) => {
+                        let mut c = hyper_util::rt::TokioIo::new(c);
+                        let mut u = hyper_util::rt::TokioIo::new(u);
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                            tracing::debug!(request_id = %rid, error = %e, "upgraded connection ended");
+                        }
+                    }
+                    _ => tracing::debug!(request_id = %rid, "upgrade did not complete"),
+                }
+            });
+        } else {
+            // An upstream that switches protocols without being asked is broken.
+            return respond::refusal(&Refusal::UpstreamUnavailable, &parts.headers, rid, false);
+        }
+    }
+
+    if route.kind == RouteKind::ScreenTransfer && carries_file(resp.headers()) {
+        return respond::refusal(&Refusal::Forbidden, &parts.headers, rid, false);
+    }
+
+    let (mut rparts, rbody) = resp.into_parts();
+    let nominated = connection_nominated(&rparts.headers);
+    let keep_upgrade = rparts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    let names: Vec<HeaderName> = rparts.headers.keys().cloned().collect();
+    for name in names {
+        let hop = is_hop_by_hop(&name) || nominated.contains(&name);
+        let upgrade_hdr = keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE);
+        if hop && !upgrade_hdr {
+            rparts.headers.remove(&name);
+        }
+    }
+    if let Some(zone) = snap.config.zones.get(&route.zone)
+        && let Some(cc) = &zone.response.cache_control
+        && let Ok(v) = HeaderValue::from_str(cc)
+    {
+        rparts.headers.insert(header::CACHE_CONTROL, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        rparts.headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    Response::from_parts(rparts, IdleTimeout::new(rbody, idle).boxed())
+}
+
+fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let parts: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_headers_in_all_spellings() {
+        for n in [
+            "x-forwarded-for",
+            "X_Forwarded_For",
+            "x-forwarded_email",
+            "x-sekisho-user",
+            "x_sekisho_user",
+            "forwarded",
+            "x-original-url",
+            "x_rewrite_url",
+            "x-http-method-override",
+            "x-auth-request-email",
+            "remote_user",
+            "x-ms-client-principal-name",
+        ] {
+            let name = HeaderName::from_bytes(n.as_bytes()).unwrap();
+            assert!(is_reserved_header(&name), "{n}");
+        }
+        for n in ["accept", "cookie", "authorization", "x-csrf-token", "content-type"] {
+            let name = HeaderName::from_bytes(n.as_bytes()).unwrap();
+            assert!(!is_reserved_header(&name), "{n}");
+        }
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(port_of("a.example:8443"), Some(8443));
+        assert_eq!(port_of("a.example"), None);
+        assert_eq!(port_of("[::1]:443"), Some(443));
+        assert_eq!(port_of("[::1]"), None);
+    }
+}

@@ -1,0 +1,302 @@
+//! Forwarding to upstreams: one pool per route, round robin over its upstreams, zone-checked
+//! connections, timeouts, streaming bodies.
+//!
+//! A failed upstream (connection refused, connect timeout, egress refused) is skipped for
+//! [`RETRY_AFTER`] and the request goes to the next one. Only failures *before* the request
+//! was sent are retried, so a non-idempotent request is never sent twice; the request
+//! body is handed to the client in a slot it can be taken back from if the connection was
+//! never made.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{Route, Zone};
+use crate::egress::{EgressError, ZoneConnector};
+use crate::respond::{Body, BoxError};
+
+/// How long a failed upstream is skipped before it is tried again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// Why forwarding failed.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// No upstream could be connected to (kind from [`EgressError::kind`]).
+    Connect(&'static str, String),
+    /// The upstream did not send a response head in time.
+    Timeout,
+    /// The connection broke or the upstream spoke invalid HTTP.
+    Protocol(String),
+}
+
+impl ForwardError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ForwardError::Connect(kind, _) => kind,
+            ForwardError::Timeout => "timeout",
+            ForwardError::Protocol(_) => "protocol",
+        }
+    }
+}
+
+/// The upstreams of one route and the client that reaches them.
+pub struct UpstreamPool {
+    pub route: Arc<Route>,
+    client: Client<ZoneConnector, Reclaim>,
+    next: AtomicUsize,
+    /// Per upstream: milliseconds since `epoch` until which it is skipped.
+    down_until: Vec<AtomicU64>,
+    epoch: Instant,
+}
+
+impl UpstreamPool {
+    pub fn new(route: Arc<Route>, zone: Arc<Zone>) -> Result<UpstreamPool, String> {
+        let tls = match &route.upstream_tls {
+            Some(t) => Some((
+                crate::tls::upstream_client_config(&t.ca, route.upstream_http2)?,
+                t.server_name.clone(),
+            )),
+            None => None,
+        };
+        let connector = ZoneConnector {
+            zone,
+            tls,
+            connect_timeout: route.timeouts.connect,
+        };
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .http2_only(route.upstream_http2);
+        let client = builder.build(connector);
+        Ok(UpstreamPool {
+            down_until: route.upstreams.iter().map(|_| AtomicU64::new(0)).collect(),
+            route,
+            client,
+            next: AtomicUsize::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Upstream indices in the order to try: round robin, healthy ones first.
+    fn order(&self) -> Vec<usize> {
+        let n = self.route.upstreams.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let now = self.now_ms();
+        let mut healthy = Vec::with_capacity(n);
+        let mut down = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            if self.down_until[i].load(Ordering::Relaxed) > now {
+                down.push(i);
+            } else {
+                healthy.push(i);
+            }
+        }
+        healthy.extend(down);
+        healthy
+    }
+
+    /// Sends the request (whose URI carries only path and query) to an upstream.
+    /// Returns the response and the upstream that answered.
+    pub async fn forward(
+        &self,
+        req: Request<Body>,
+    ) -> Result<(Response<Incoming>, usize), ForwardError> {
+        let (parts, body) = req.into_parts();
+        let slot = Arc::new(Mutex::new(Some(body)));
+        let mut last_err = None;
+        for i in self.order() {
+            let up = &self.route.upstreams[i];
+            let mut p = parts.clone();
+            let pq = parts
+                .uri
+                .path_and_query()
+                .map(|pq| pq.as_str())
+                .unwrap_or("/");
+            p.uri = match format!("{}://{}{}", up.scheme, up.authority(), pq).parse() {
+                Ok(u) => u,
+                Err(e) => return Err(ForwardError::Protocol(e.to_string())),
+            };
+            let req = Request::from_parts(p, Reclaim::new(slot.clone()));
+            let sent = tokio::time::timeout(self.route.timeouts.response_header, self.client.request(req)).await;
+            match sent {
+                Err(_) => return Err(ForwardError::Timeout),
+                Ok(Ok(resp)) => return Ok((resp, i)),
+                Ok(Err(e)) if e.is_connect() => {
+                    self.down_until[i].store(
+                        self.now_ms() + RETRY_AFTER.as_millis() as u64,
+                        Ordering::Relaxed,
+                    );
+                    let kind = find_egress(&e).map(EgressError::kind).unwrap_or("connect");
+                    last_err = Some(ForwardError::Connect(kind, format!("{up}: {}", error_chain(&e))));
+                    // The body can be retried only if it was never handed to a connection.
+                    if slot.lock().map(|s| s.is_none()).unwrap_or(true) {
+                        break;
+                    }
+                }
+                Ok(Err(e)) => return Err(ForwardError::Protocol(format!("{up}: {}", error_chain(&e)))),
+            }
+        }
+        Err(last_err.unwrap_or(ForwardError::Connect("connect", "no upstream".into())))
+    }
+}
+
+fn find_egress<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a EgressError> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(eg) = err.downcast_ref::<EgressError>() {
+            return Some(eg);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// An error and its causes on one line, for logs.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        cur = err.source();
+    }
+    out
+}
+
+/// A request body the client takes from a shared slot on first poll, so that a request
+/// that never reached a connection can be retried with its body intact.
+pub struct Reclaim {
+    slot: Arc<Mutex<Option<Body>>>,
+    body: Option<Body>,
+    hint: SizeHint,
+    end: bool,
+}
+
+impl Reclaim {
+    fn new(slot: Arc<Mutex<Option<Body>>>) -> Reclaim {
+        let (hint, end) = match slot.lock().ok().as_ref().and_then(|s| s.as_ref()) {
+            Some(b) => (b.size_hint(), b.is_end_stream()),
+            None => (SizeHint::with_exact(0), true),
+        };
+        Reclaim {
+            slot,
+            body: None,
+            hint,
+            end,
+        }
+    }
+}
+
+impl HttpBody for Reclaim {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.body.is_none() {
+            let taken = self.slot.lock().ok().and_then(|mut s| s.take());
+            match taken {
+                Some(b) => self.body = Some(b),
+                None => return Poll::Ready(None),
+            }
+        }
+        match self.body.as_mut() {
+            Some(b) => Pin::new(b).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.body {
+            Some(b) => b.is_end_stream(),
+            None => self.end,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.body {
+            Some(b) => b.size_hint(),
+            None => self.hint.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Ends a body with an error when no frame arrives within `idle`, so a stalled
+    /// upstream or client cannot hold a connection forever.
+    pub struct IdleTimeout<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        idle: Duration,
+    }
+}
+
+impl<B> IdleTimeout<B> {
+    pub fn new(inner: B, idle: Duration) -> IdleTimeout<B> {
+        IdleTimeout {
+            inner,
+            sleep: tokio::time::sleep(idle),
+            idle,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no data for {0:?}: idle timeout")]
+pub struct IdleTimeoutError(Duration);
+
+impl<B> HttpBody for IdleTimeout<B>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + *this.idle;
+                this.sleep.as_mut().reset(deadline);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.sleep.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(IdleTimeoutError(*this.idle))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,212 @@
+//! The one place where gateway errors become HTTP responses.
+//!
+//! Pages say what happened and what the person can do, in Japanese by default and in
+//! English when the browser prefers it, with the request ID for the help desk. They never
+//! show internal details (addresses, error chains, configuration): those go to the log
+//! under the same request ID.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// Why the gateway answered instead of the upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Malformed or ambiguous request (reason code for metrics and logs).
+    BadRequest(&'static str),
+    HeaderTooLarge,
+    /// The TLS server name and the Host header name different sites.
+    Misdirected,
+    NotFound,
+    /// Access denied by policy or by default deny.
+    Forbidden,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    /// A dependency the gateway needs (audit trail, identity provider) is failing.
+    Unavailable,
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::Forbidden => StatusCode::FORBIDDEN,
+            Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn text(&self) -> (&'static str, &'static str, &'static str, &'static str) {
+        // (title ja, advice ja, title en, advice en)
+        match self {
+            Refusal::BadRequest(_) => (
+                "リクエストを処理できません",
+                "URL に使えない文字や曖昧な書き方が含まれています。ブックマークやリンクを確認してください。",
+                "The request cannot be processed",
+                "The address contains characters or forms that are not allowed. Check the bookmark or link.",
+            ),
+            Refusal::HeaderTooLarge => (
+                "リクエストが大きすぎます",
+                "ブラウザのこのサイトの Cookie を削除してから、もう一度お試しください。",
+                "The request is too large",
+                "Delete this site's cookies in your browser and try again.",
+            ),
+            Refusal::Misdirected => (
+                "接続先が一致しません",
+                "ページを再読み込みしてください。",
+                "This connection is for another site",
+                "Reload the page.",
+            ),
+            Refusal::NotFound => (
+                "ページが見つかりません",
+                "アドレスを確認してください。業務システムの URL は情報システム担当にお問い合わせください。",
+                "Page not found",
+                "Check the address. Ask the IT team for the address of the service you need.",
+            ),
+            Refusal::Forbidden => (
+                "アクセスが許可されていません",
+                "このサービスを利用する権限がありません。必要な場合は、下のリクエスト ID を添えて情報システム担当にお問い合わせください。",
+                "Access is not permitted",
+                "You are not permitted to use this service. If you need it, contact the IT team with the request ID below.",
+            ),
+            Refusal::UpstreamUnavailable => (
+                "業務システムに接続できません",
+                "しばらく待ってから再度お試しください。続く場合は情報システム担当にお問い合わせください。",
+                "The service cannot be reached",
+                "Wait a moment and try again. If it persists, contact the IT team.",
+            ),
+            Refusal::UpstreamTimeout => (
+                "業務システムの応答がありません",
+                "しばらく待ってから再度お試しください。",
+                "The service did not answer in time",
+                "Wait a moment and try again.",
+            ),
+            Refusal::Unavailable => (
+                "ただいま利用できません",
+                "安全のため、一時的に受付を停止しています。しばらく待ってから再度お試しください。",
+                "Temporarily unavailable",
+                "Access is paused for safety. Wait a moment and try again.",
+            ),
+        }
+    }
+}
+
+/// Whether the client prefers English (first language tag in `Accept-Language`).
+pub fn prefers_english(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|first| first.trim().to_ascii_lowercase().starts_with("en"))
+}
+
+fn wants_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Builds the response for a refusal. `close` asks the client to close the connection
+/// (used after malformed requests, whose framing cannot be trusted).
+pub fn refusal(
+    refusal: &Refusal,
+    request_headers: &http::HeaderMap,
+    request_id: &str,
+    close: bool,
+) -> Response<Body> {
+    let (ja_title, ja_advice, en_title, en_advice) = refusal.text();
+    let english = prefers_english(request_headers);
+    let status = refusal.status();
+    let (body, content_type) = if wants_html(request_headers) {
+        let (lang, title, advice, id_label) = if english {
+            ("en", en_title, en_advice, "Request ID")
+        } else {
+            ("ja", ja_title, ja_advice, "リクエスト ID")
+        };
+        let html = format!(
+            "<!doctype html>\n<html lang=\"{lang}\">\n<head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{title} — Sekisho</title>\
+             <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#1a1a1a;background:#fff;line-height:1.6}}\
+             h1{{font-size:1.5rem}}code{{background:#f0f0f0;padding:.1rem .3rem}}</style></head>\n\
+             <body><main><h1>{title}</h1><p>{advice}</p>\
+             <p>{id_label}: <code>{id}</code></p><p><small>HTTP {code}</small></p></main></body></html>\n",
+            title = escape(title),
+            advice = escape(advice),
+            id = escape(request_id),
+            code = status.as_u16(),
+        );
+        (html, "text/html; charset=utf-8")
+    } else {
+        let title = if english { en_title } else { ja_title };
+        (
+            format!("{title} ({})\nrequest-id: {request_id}\n", status.as_u16()),
+            "text/plain; charset=utf-8",
+        )
+    };
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_pages_are_japanese_by_default_and_escape_the_request_id() {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
+        let r = refusal(&Refusal::Forbidden, &h, "<id>", false);
+        assert_eq!(r.status(), 403);
+        let ct = r.headers()[header::CONTENT_TYPE].to_str().unwrap();
+        assert!(ct.starts_with("text/html"));
+        h.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("en-US,ja;q=0.5"));
+        assert!(prefers_english(&h));
+    }
+}

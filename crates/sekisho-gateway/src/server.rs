@@ -1,0 +1,411 @@
+//! Listeners, the admin endpoint, reload and graceful shutdown.
+//!
+//! [`start`] loads and validates everything first, then binds: nothing is served until
+//! configuration and TLS material are loaded. Each connection reads the current snapshot
+//! per request, so a reload reaches keep-alive connections on their next request while
+//! in-flight requests finish on the snapshot they started with.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{Limits, LoadError};
+use crate::metrics::{ListenerLabels, Metrics, ResultLabels};
+use crate::pipeline::{ConnInfo, Gateway, handle};
+use crate::respond::{self, Body};
+use crate::snapshot::Snapshot;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] LoadError),
+    #[error("cannot listen on {addr} ({name}): {source}")]
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+pub struct Running {
+    pub gateway: Arc<Gateway>,
+    /// Bound address of every listener, by name (useful when the configuration says port 0).
+    pub listeners: BTreeMap<String, SocketAddr>,
+    pub admin: SocketAddr,
+    config_path: PathBuf,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// What may not change on reload without a restart.
+fn listener_shape(s: &Snapshot) -> Vec<(String, String, SocketAddr, bool)> {
+    let mut v: Vec<_> = s
+        .config
+        .listeners
+        .iter()
+        .map(|l| (l.name.clone(), l.zone.clone(), l.listen, l.tls.is_some()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Loads the configuration, binds every listener and the admin endpoint, and serves.
+pub async fn start(config_path: &Path) -> Result<Running, StartError> {
+    let snapshot = Snapshot::load(config_path)?;
+    for w in &snapshot.config.warnings {
+        tracing::warn!("{w}");
+    }
+    let metrics = Arc::new(Metrics::new());
+    let limits = snapshot.config.limits.clone();
+    let mut bound = Vec::new();
+    for l in &snapshot.config.listeners {
+        let tcp = TcpListener::bind(l.listen).await.map_err(|source| StartError::Bind {
+            name: l.name.clone(),
+            addr: l.listen,
+            source,
+        })?;
+        bound.push((l.name.clone(), l.zone.clone(), l.tls.is_some(), tcp));
+    }
+    let admin_addr = snapshot.config.admin.listen;
+    let admin = TcpListener::bind(admin_addr).await.map_err(|source| StartError::Bind {
+        name: "admin".into(),
+        addr: admin_addr,
+        source,
+    })?;
+    let gateway = Gateway::new(snapshot, metrics);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut listeners = BTreeMap::new();
+    for (name, zone, tls, tcp) in bound {
+        let local = tcp.local_addr().map_err(|source| StartError::Bind {
+            name: name.clone(),
+            addr: admin_addr,
+            source,
+        })?;
+        tracing::info!(listener = %name, zone = %zone, addr = %local, tls, "listening");
+        listeners.insert(name.clone(), local);
+        tasks.spawn(accept_loop(
+            gateway.clone(),
+            name,
+            zone,
+            tls,
+            tcp,
+            limits.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    let admin_local = admin.local_addr().map_err(|source| StartError::Bind {
+        name: "admin".into(),
+        addr: admin_addr,
+        source,
+    })?;
+    tracing::info!(addr = %admin_local, "admin endpoint listening (/healthz, /readyz, /metrics)");
+    tasks.spawn(admin_loop(gateway.clone(), admin, shutdown_rx.clone()));
+    // Both series exist from the start, so a dashboard shows 0 failures rather than nothing.
+    for result in ["success", "failure"] {
+        gateway.metrics.reloads.get_or_create(&ResultLabels { result }).inc_by(0);
+    }
+    gateway.ready.store(true, Ordering::Release);
+    Ok(Running {
+        gateway,
+        listeners,
+        admin: admin_local,
+        config_path: config_path.to_owned(),
+        shutdown,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Re-reads the configuration; swaps it in only if it is entirely valid. Returns the
+    /// new configuration version. A failed reload leaves the old configuration serving.
+    pub fn reload(&self) -> Result<String, LoadError> {
+        let result = Snapshot::load(&self.config_path).and_then(|new| {
+            let old = self.gateway.snapshot.load();
+            if listener_shape(&old) != listener_shape(&new) {
+                return Err(LoadError {
+                    diagnostics: vec![sekisho_yaml::Diagnostic::file_error(
+                        &self.config_path.display().to_string(),
+                        "listeners changed (name, zone, address or TLS): this needs a restart",
+                        Some("routes, zones, upstreams, certificates and limits reload; listeners do not".into()),
+                    )],
+                });
+            }
+            Ok(new)
+        });
+        let m = &self.gateway.metrics;
+        match result {
+            Ok(new) => {
+                let version = new.config.version.clone();
+                for w in &new.config.warnings {
+                    tracing::warn!("{w}");
+                }
+                self.gateway.snapshot.store(Arc::new(new));
+                m.set_config_version(&version);
+                m.reloads.get_or_create(&ResultLabels { result: "success" }).inc();
+                tracing::info!(config.version = %version, "configuration reloaded");
+                Ok(version)
+            }
+            Err(e) => {
+                m.reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
+                tracing::error!(
+                    "configuration reload refused; the previous configuration keeps serving:\n{e}"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Files whose change should trigger a reload: the configuration and what it names.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let snap = self.gateway.snapshot.load();
+        let mut files = vec![self.config_path.clone()];
+        for l in &snap.config.listeners {
+            if let Some(tls) = &l.tls {
+                for c in &tls.certificates {
+                    files.push(c.cert.clone());
+                    files.push(c.key.clone());
+                }
+            }
+        }
+        for r in &snap.config.routes {
+            if let Some(t) = &r.upstream_tls {
+                files.push(t.ca.clone());
+            }
+        }
+        files
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the configured drain
+    /// timeout), then closes what remains.
+    pub async fn shutdown(mut self) {
+        self.gateway.ready.store(false, Ordering::Release);
+        let drain = self.gateway.snapshot.load().config.limits.drain_timeout;
+        let _ = self.shutdown.send(true);
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(drain + Duration::from_secs(1), all).await.is_err() {
+            tracing::warn!("drain timeout reached; closing remaining connections");
+            self.tasks.abort_all();
+        }
+        tracing::info!("gateway stopped");
+    }
+}
+
+async fn accept_loop(
+    gw: Arc<Gateway>,
+    name: String,
+    zone: String,
+    tls: bool,
+    tcp: TcpListener,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    let gauge = gw.metrics.open_connections.get_or_create_owned(&ListenerLabels {
+        listener: name.clone(),
+    });
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = tcp.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(listener = %name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let gw = gw.clone();
+                let conn = ConnInfo { listener: name.clone(), zone: zone.clone(), peer, tls, sni: None };
+                let limits = limits.clone();
+                let shutdown = shutdown.clone();
+                let gauge = gauge.clone();
+                conns.spawn(async move {
+                    gauge.inc();
+                    serve_connection(gw, conn, stream, limits, shutdown).await;
+                    gauge.dec();
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(tcp);
+    while conns.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    gw: Arc<Gateway>,
+    mut conn: ConnInfo,
+    stream: TcpStream,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) {
+    if conn.tls {
+        let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+        let start = match tokio::time::timeout(limits.header_read_timeout, acceptor).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(listener = %conn.listener, error = %e, "TLS client hello failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        conn.sni = start.client_hello().server_name().map(str::to_ascii_lowercase);
+        let Some(cfg) = gw.snapshot.load().server_tls.get(&conn.listener).cloned() else {
+            return;
+        };
+        let tls = match tokio::time::timeout(limits.header_read_timeout, start.into_stream(cfg)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(listener = %conn.listener, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        serve_http(gw, conn, TokioIo::new(tls), &limits, shutdown).await;
+    } else {
+        serve_http(gw, conn, TokioIo::new(stream), &limits, shutdown).await;
+    }
+}
+
+async fn serve_http<I>(
+    gw: Arc<Gateway>,
+    conn: ConnInfo,
+    io: I,
+    limits: &Limits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn = Arc::new(conn);
+    let svc = service_fn(move |req: Request<Incoming>| handle(gw.clone(), conn.clone(), req));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(64))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let served = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(served);
+    tokio::select! {
+        res = served.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = shutdown.changed() => {
+            served.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limits.drain_timeout, served).await;
+        }
+    }
+}
+
+async fn admin_loop(gw: Arc<Gateway>, tcp: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = tcp.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let gw = gw.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| admin(gw.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(10))
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+async fn admin(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+    let text = |status: StatusCode, body: String, ct: &'static str| {
+        let mut r = Response::new(respond::full(body));
+        *r.status_mut() = status;
+        r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
+        r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+        r
+    };
+    let resp = match (req.method(), req.uri().path()) {
+        (&http::Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into(), "text/plain"),
+        (&http::Method::GET, "/readyz") => {
+            if gw.is_ready() {
+                text(StatusCode::OK, "ready\n".into(), "text/plain")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), "text/plain")
+            }
+        }
+        (&http::Method::GET, "/metrics") => text(
+            StatusCode::OK,
+            gw.metrics.encode(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
+    };
+    Ok(resp)
+}
+
+/// Watches the configuration and the files it names; reloads on change (debounced).
+/// Returns a guard that stops watching when dropped.
+pub fn watch_files(
+    running: &Running,
+    on_change: impl Fn() + Send + 'static,
+) -> Result<notify_debouncer_full::Debouncer<notify_debouncer_full::notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>, String> {
+    use notify_debouncer_full::notify::RecursiveMode;
+    let files: HashSet<PathBuf> = running
+        .watched_files()
+        .into_iter()
+        .map(|f| std::fs::canonicalize(&f).unwrap_or(f))
+        .collect();
+    let dirs: HashSet<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    let watched = files.clone();
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        Duration::from_millis(300),
+        None,
+        move |res: notify_debouncer_full::DebounceEventResult| {
+            if let Ok(events) = res
+                && events.iter().any(|e| e.paths.iter().any(|p| watched.contains(p)))
+            {
+                on_change();
+            }
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    for d in dirs {
+        // Watch directories, not files: editors replace files by renaming.
+        debouncer.watch(&d, RecursiveMode::NonRecursive).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    Ok(debouncer)
+}

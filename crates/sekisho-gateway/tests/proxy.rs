@@ -1,0 +1,324 @@
+//! End-to-end proxying through a real gateway with real TLS to real upstreams on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn public_route(upstreams: &[std::net::SocketAddr]) -> String {
+    let ups: Vec<String> = upstreams.iter().map(|a| format!("http://{a}")).collect();
+    format!(
+        r#"routes:
+  portal:
+    zone: lgwan
+    hosts: [{SITE}]
+    upstreams: [{}]
+    access: public
+"#,
+        ups.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn http1_request_reaches_upstream_with_gateway_headers_only() {
+    let up = echo("portal", "127.0.10.2:0").await;
+    let gw = gateway(&public_route(&[up.addr])).await;
+    let resp = gw
+        .client("lgwan-https")
+        .get(gw.url("lgwan-https", "/a//b/./c?q=1"))
+        .header("X-Forwarded-For", "10.9.9.9")
+        .header("X-Forwarded-Host", "evil.example")
+        .header("X-Forwarded-Proto", "http")
+        .header("X_Forwarded_Email", "boss@example.lg.jp")
+        .header("X-Sekisho-User", "admin")
+        .header("X-Original-URL", "/admin")
+        .header("Forwarded", "for=10.9.9.9")
+        .header("X-Request-Id", "spoofed-id")
+        .header("Connection", "x-secret")
+        .header("X-Secret", "hop")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store", "LGWAN zone response control");
+    let rid = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(rid, "spoofed-id");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    let s = &seen[0];
+    assert_eq!(s.uri, "/a/b/c?q=1", "the canonical path is what is forwarded");
+    assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(s.headers["x-forwarded-proto"], "https");
+    assert_eq!(s.headers["x-request-id"].to_str().unwrap(), rid);
+    assert!(s.headers["x-forwarded-host"].to_str().unwrap().starts_with(SITE));
+    assert!(s.headers["host"].to_str().unwrap().starts_with(SITE));
+    for spoofed in ["x_forwarded_email", "x-sekisho-user", "x-original-url", "forwarded", "x-secret"] {
+        assert!(!s.headers.contains_key(spoofed), "{spoofed} must not reach the upstream");
+    }
+    assert_eq!(s.headers.get_all("x-forwarded-for").iter().count(), 1);
+    // The LGWAN zone binds its egress to 127.0.10.1.
+    assert_eq!(s.peer.ip().to_string(), "127.0.10.1");
+}
+
+#[tokio::test]
+async fn http2_client_reaches_http1_upstream() {
+    let up = echo("portal", "127.0.10.3:0").await;
+    let gw = gateway(&public_route(&[up.addr])).await;
+    let resp = gw.client_h2("lgwan-https").get(gw.url("lgwan-https", "/h2")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.requests()[0].version, http::Version::HTTP_11);
+    assert_eq!(up.requests()[0].uri, "/h2");
+}
+
+#[tokio::test]
+async fn http2_upstream_with_prior_knowledge() {
+    let up = echo("h2", "127.0.10.4:0").await;
+    let gw = gateway(&format!(
+        r#"routes:
+  portal:
+    zone: lgwan
+    hosts: [{SITE}]
+    upstreams: [http://{}]
+    upstream_http2: true
+    access: public
+"#,
+        up.addr
+    ))
+    .await;
+    let resp = gw.client("lgwan-https").get(gw.url("lgwan-https", "/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.requests()[0].version, http::Version::HTTP_2);
+}
+
+#[tokio::test]
+async fn requests_without_a_route_get_404_and_reach_nobody() {
+    let up = echo("portal", "127.0.10.5:0").await;
+    let gw = gateway(&public_route(&[up.addr])).await;
+    let c = client(&gw.pki, gw.addr("lgwan-https"), false);
+    let resp = c
+        .get(format!("https://other.test.localhost:{}/", gw.addr("lgwan-https").port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    // The route is on the LGWAN listener only; the internet listener does not serve it.
+    let resp = gw.client("internet-https").get(gw.url("internet-https", "/")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn policy_routes_are_denied_until_a_policy_decides() {
+    let up = echo("portal", "127.0.10.6:0").await;
+    let gw = gateway(&format!(
+        r#"routes:
+  portal:
+    zone: lgwan
+    hosts: [{SITE}]
+    upstreams: [http://{}]
+    policy: lgwan-staff
+"#,
+        up.addr
+    ))
+    .await;
+    let resp = gw
+        .client("lgwan-https")
+        .get(gw.url("lgwan-https", "/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("lang=\"ja\""), "{page}");
+    assert!(page.contains("リクエスト ID"), "{page}");
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn upstream_down_gives_502_and_slow_upstream_gives_504() {
+    let down = closed_port("127.0.10.7:0").await;
+    let slow = silent("127.0.10.8:0").await;
+    let gw = gateway(&format!(
+        r#"routes:
+  down:
+    zone: lgwan
+    hosts: [{SITE}]
+    path_prefix: /down
+    upstreams: [http://{down}]
+    access: public
+  slow:
+    zone: lgwan
+    hosts: [{SITE}]
+    path_prefix: /slow
+    upstreams: [http://{slow}]
+    access: public
+    timeouts: {{ response_header: 300ms }}
+"#
+    ))
+    .await;
+    let c = gw.client("lgwan-https");
+    assert_eq!(c.get(gw.url("lgwan-https", "/down")).send().await.unwrap().status(), 502);
+    assert_eq!(c.get(gw.url("lgwan-https", "/slow")).send().await.unwrap().status(), 504);
+    let m = gw.metrics().await;
+    assert!(m.contains(r#"sekisho_upstream_errors_total{route="down",kind="connect"} 1"#), "{m}");
+    assert!(m.contains(r#"sekisho_upstream_errors_total{route="slow",kind="timeout"} 1"#), "{m}");
+}
+
+#[tokio::test]
+async fn round_robin_skips_a_failed_upstream() {
+    let a = echo("a", "127.0.10.9:0").await;
+    let b = echo("b", "127.0.10.10:0").await;
+    let dead = closed_port("127.0.10.11:0").await;
+    let gw = gateway(&public_route(&[a.addr, dead, b.addr])).await;
+    let c = gw.client("lgwan-https");
+    for i in 0..12 {
+        let r = c.post(gw.url("lgwan-https", &format!("/rr/{i}"))).body("payload").send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+    }
+    assert_eq!(a.count() + b.count(), 12, "every request answered, none lost to the dead upstream");
+    assert!(a.count() >= 4 && b.count() >= 4, "a={} b={}", a.count(), b.count());
+    // The POST body survived the retry after the dead upstream refused the connection.
+    assert!(a.requests().iter().chain(b.requests().iter()).all(|s| s.body_len == 7));
+}
+
+#[tokio::test]
+async fn egress_is_checked_on_every_resolved_address() {
+    // `localhost` resolves to 127.0.0.1 / ::1: outside the LGWAN zone's 127.0.10.0/24.
+    // The name cannot be checked at load; the connect-time check must refuse it.
+    let up = echo("outside", "127.0.0.1:0").await;
+    let gw = gateway(&format!(
+        r#"routes:
+  portal:
+    zone: lgwan
+    hosts: [{SITE}]
+    upstreams: [http://localhost:{}]
+    access: public
+"#,
+        up.addr.port()
+    ))
+    .await;
+    let r = gw.client("lgwan-https").get(gw.url("lgwan-https", "/")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(up.count(), 0, "the upstream outside the zone was never contacted");
+    let m = gw.metrics().await;
+    assert!(m.contains(r#"kind="egress_denied"} 1"#), "{m}");
+}
+
+#[tokio::test]
+async fn tls_upstream_verified_against_configured_ca() {
+    let up_pki = Pki::new(&["portal.internal", "127.0.10.12"]);
+    let listener = tokio::net::TcpListener::bind("127.0.10.12:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let certs = sekisho_gateway::tls::ListenerCerts::load(&sekisho_gateway::config::ListenerTls {
+        certificates: vec![sekisho_gateway::config::CertPair {
+            cert: up_pki.path("server.pem"),
+            key: up_pki.path("server-key.pem"),
+        }],
+    })
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config().unwrap());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else { return };
+                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(format!("tls upstream saw {}", req.uri())))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    let gw = gateway(&format!(
+        r#"routes:
+  portal:
+    zone: lgwan
+    hosts: [{SITE}]
+    upstreams: [https://{addr}]
+    upstream_tls: {{ ca: {ca}, server_name: portal.internal }}
+    access: public
+"#,
+        ca = up_pki.path("ca.pem").display()
+    ))
+    .await;
+    let r = gw.client("lgwan-https").get(gw.url("lgwan-https", "/secure")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "tls upstream saw /secure");
+
+    // The same upstream with the wrong CA (the gateway's own) is refused: 502.
+    gw.rewrite_config(&format!(
+        r#"routes:
+  portal:
+    zone: lgwan
+    hosts: [{SITE}]
+    upstreams: [https://{addr}]
+    upstream_tls: {{ ca: {ca}, server_name: portal.internal }}
+    access: public
+"#,
+        ca = gw.pki.path("ca.pem").display()
+    ));
+    gw.running.reload().unwrap();
+    let r = gw.client("lgwan-https").get(gw.url("lgwan-https", "/secure")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+}
+
+#[tokio::test]
+async fn websocket_upgrade_is_proxied() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.10.13:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else { return };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() {
+                        let _ = ws.send(Message::text(format!("echo: {}", msg.to_text().unwrap()))).await;
+                    }
+                }
+            });
+        }
+    });
+    let gw = gateway(&public_route(&[up])).await;
+    let connector = tokio_rustls::TlsConnector::from(tls_client_config(&gw.pki, &[b"http/1.1"]));
+    let tcp = tokio::net::TcpStream::connect(gw.addr("lgwan-https")).await.unwrap();
+    let tls = connector
+        .connect(rustls_pki_types::ServerName::try_from(SITE).unwrap(), tcp)
+        .await
+        .unwrap();
+    let url = format!("wss://{SITE}:{}/ws", gw.addr("lgwan-https").port());
+    let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("こんにちは")).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(reply.to_text().unwrap(), "echo: こんにちは");
+}
+
+#[tokio::test]
+async fn admin_endpoints_live_on_the_admin_listener_only() {
+    let up = echo("portal", "127.0.10.14:0").await;
+    let gw = gateway(&public_route(&[up.addr])).await;
+    let ready = reqwest::get(format!("http://{}/readyz", gw.running.admin)).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let health = reqwest::get(format!("http://{}/healthz", gw.running.admin)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let c = gw.client("lgwan-https");
+    c.get(gw.url("lgwan-https", "/x")).send().await.unwrap();
+    let m = gw.metrics().await;
+    assert!(m.contains(r#"sekisho_requests_total{route="portal",zone="lgwan",status_class="2xx",decision="allow"} 1"#), "{m}");
+    assert!(m.contains("sekisho_request_duration_seconds_bucket"), "{m}");
+    assert!(m.contains("sekisho_upstream_duration_seconds_bucket"), "{m}");
+    assert!(m.contains(r#"sekisho_open_connections{listener="lgwan-https"}"#), "{m}");
+    assert!(m.contains("sekisho_build_info{config_version="), "{m}");
+    // The public listener forwards /metrics to the upstream like any path: the gateway's
+    // own metrics never appear there.
+    let body = c.get(gw.url("lgwan-https", "/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(body.starts_with("upstream portal saw /metrics"), "{body}");
+    assert!(!body.contains("sekisho_requests_total"));
+}

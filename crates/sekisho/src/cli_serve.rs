@@ -1,0 +1,117 @@
+//! `sekisho serve` and `sekisho check`: both go through `Snapshot::load`, so `check`
+//! accepts exactly what `serve` would run.
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use sekisho_gateway::config::{LogFormat, Logging};
+use sekisho_gateway::snapshot::Snapshot;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The gateway configuration file.
+    #[arg(long, short, env = "SEKISHO_CONFIG", default_value = "config/sekisho.yaml")]
+    pub config: PathBuf,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The gateway configuration file.
+    #[arg(long, short, env = "SEKISHO_CONFIG", default_value = "config/sekisho.yaml")]
+    pub config: PathBuf,
+}
+
+/// `sekisho check`: prints every error and warning with file:line:column and a hint.
+pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    match Snapshot::load(&args.config) {
+        Ok(snap) => {
+            let c = &snap.config;
+            for w in &c.warnings {
+                eprintln!("{w}");
+            }
+            println!(
+                "{}: OK — {} zone(s), {} listener(s), {} route(s); configuration version {}",
+                args.config.display(),
+                c.zones.len(),
+                c.listeners.len(),
+                c.routes.len(),
+                c.version
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprint!("{e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub fn init_logging(logging: &Logging) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SEKISHO_LOG").unwrap_or_else(|_| EnvFilter::new(&logging.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match logging.format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// `sekisho serve`: runs until SIGTERM or Ctrl-C; SIGHUP and file changes reload.
+pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Logging settings come from the configuration; errors in it are printed plainly.
+    let logging = match sekisho_gateway::config::load(&args.config) {
+        Ok(c) => c.logging.clone(),
+        Err(e) => {
+            eprint!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    init_logging(&logging);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(run(&args.config))
+}
+
+async fn run(config: &Path) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let running = match sekisho_gateway::server::start(config).await {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            tracing::error!("gateway did not start:\n{e}");
+            eprint!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(4);
+    let watch_tx = tx.clone();
+    let _watcher = match sekisho_gateway::server::watch_files(&running, move || {
+        let _ = watch_tx.try_send("file change");
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch configuration files; reload with SIGHUP");
+            None
+        }
+    };
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => { let _ = tx.try_send("SIGHUP"); }
+            Some(why) = rx.recv() => {
+                tracing::info!(trigger = why, "reloading configuration");
+                let _ = running.reload();
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down: draining connections");
+    drop(_watcher);
+    match Arc::try_unwrap(running) {
+        Ok(r) => r.shutdown().await,
+        Err(_) => tracing::warn!("gateway still referenced; exiting without drain"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
