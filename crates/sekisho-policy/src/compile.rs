@@ -1049,12 +1049,23 @@ impl Ctx<'_> {
         let (tz, tz_name) = match m.get("tz") {
             Some(v) => {
                 let kp = p.key("tz");
+                // On an error carry on with the default, to report the other keys too.
+                let fallback = (
+                    self.settings.timezone.clone(),
+                    self.settings.timezone_name.clone(),
+                );
                 match self.d.string(v, &kp) {
                     Some(name) => match time_zone(self.d, v, &kp, &name) {
                         Some(tz) => (tz, name),
-                        None => return None,
+                        None => {
+                            ok = false;
+                            fallback
+                        }
                     },
-                    None => return None,
+                    None => {
+                        ok = false;
+                        fallback
+                    }
                 }
             }
             None => (

@@ -566,12 +566,26 @@ impl Leaf {
     }
 }
 
+fn sorted_parts(parts: &[Cond]) -> Vec<Value> {
+    let mut v: Vec<(String, Value)> = parts
+        .iter()
+        .map(|c| {
+            let j = c.canonical();
+            (crate::set::canonical_string(&j), j)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.into_iter().map(|(_, j)| j).collect()
+}
+
 impl Cond {
     pub fn canonical(&self) -> Value {
         match self {
             Cond::Anyone => json!({"anyone": true}),
-            Cond::All(c) => json!({"all": c.iter().map(Cond::canonical).collect::<Vec<_>>()}),
-            Cond::Any(c) => json!({"any": c.iter().map(Cond::canonical).collect::<Vec<_>>()}),
+            // `all` and `any` are commutative: sort their parts so that key order in
+            // YAML does not change the version.
+            Cond::All(c) => json!({"all": sorted_parts(c)}),
+            Cond::Any(c) => json!({"any": sorted_parts(c)}),
             Cond::Not(c) => json!({"not": c.canonical()}),
             Cond::Leaf(l) => {
                 let (k, v) = l.canonical();
