@@ -140,10 +140,37 @@ impl DevicePosture {
         let Some(chain) = peer_certificates.filter(|c| !c.is_empty()) else {
             return DeviceOutcome::NoCertificate;
         };
-        let device = match self.trust.check(chain, now) {
-            Ok(d) => d,
-            Err(e) => return DeviceOutcome::Rejected(e),
+        match self.trust.check(chain, now) {
+            Ok(device) => self.with_posture(device, assertion, now),
+            Err(e) => DeviceOutcome::Rejected(e),
+        }
+    }
+
+    /// Like [`evaluate`](Self::evaluate), reusing the device verified on an earlier request of
+    /// the same connection while the trust snapshot is unchanged (see
+    /// [`DeviceTrust::check_memo`]). Posture is always merged afresh.
+    pub fn evaluate_memo(
+        &self,
+        peer_certificates: Option<&[CertificateDer<'_>]>,
+        previous: Option<&VerifiedDevice>,
+        assertion: Option<&str>,
+        now: Timestamp,
+    ) -> DeviceOutcome {
+        let Some(chain) = peer_certificates.filter(|c| !c.is_empty()) else {
+            return DeviceOutcome::NoCertificate;
         };
+        match self.trust.check_memo(chain, previous, now) {
+            Ok(device) => self.with_posture(device, assertion, now),
+            Err(e) => DeviceOutcome::Rejected(e),
+        }
+    }
+
+    fn with_posture(
+        &self,
+        device: VerifiedDevice,
+        assertion: Option<&str>,
+        now: Timestamp,
+    ) -> DeviceOutcome {
         let (verified, assertion_error) = match (assertion, &self.assertions) {
             (Some(token), Some(v)) => match v.verify(token, &device, now) {
                 Ok(a) => (Some(a), None),

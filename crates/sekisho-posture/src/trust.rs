@@ -364,6 +364,22 @@ impl DeviceTrust {
         self.current.load().verifier.clone()
     }
 
+    /// A handshake verifier that **defers** every trust decision to the per-request check:
+    /// it still sends the device CA names as hints and still makes the client prove it holds
+    /// the certificate's private key (handshake signature), but it accepts an expired, revoked,
+    /// unknown-CA or malformed certificate so the request reaches the gateway, where
+    /// [`check`](Self::check) names the precise reason and the staff member gets a page in
+    /// Japanese instead of a browser TLS error.
+    ///
+    /// Safe only because a [`VerifiedDevice`] exists solely as the result of `check`: a
+    /// listener using this verifier must treat `peer_certificates()` as *unverified* and use
+    /// [`crate::DevicePosture::evaluate`] (or `check`) on every request.
+    pub fn deferring_verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        Arc::new(DeferringVerifier {
+            inner: self.verifier(),
+        })
+    }
+
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<TrustSnapshot> {
         self.current.load_full()
@@ -389,6 +405,45 @@ impl DeviceTrust {
         check_with(&self.current.load(), chain, now)
     }
 
+    /// Per-request check with a per-connection memo: when `previous` (the device verified on
+    /// an earlier request of the same connection) is for the same end-entity certificate and
+    /// the trust snapshot has not changed since, only the validity window is re-checked against
+    /// `now` — no signature verification, no lock. Any reload (new CRL, new CA) bumps the
+    /// generation and forces the full check, so revocation still applies from the next request.
+    pub fn check_memo(
+        &self,
+        chain: &[CertificateDer<'_>],
+        previous: Option<&VerifiedDevice>,
+        now: Timestamp,
+    ) -> Result<VerifiedDevice, DeviceCertError> {
+        let snapshot = self.current.load();
+        if let Some(prev) = previous
+            && prev.trust_generation == snapshot.generation
+            && !chain.is_empty()
+            && prev.chain.len() == chain.len()
+            && prev
+                .chain
+                .iter()
+                .zip(chain)
+                .all(|(a, b)| a.as_ref() == b.as_ref())
+        {
+            if now > prev.facts.not_after {
+                return Err(DeviceCertError::Expired {
+                    not_after: prev.facts.not_after,
+                });
+            }
+            if now < prev.facts.not_before {
+                return Err(DeviceCertError::NotYetValid {
+                    not_before: prev.facts.not_before,
+                });
+            }
+            let mut again = prev.clone();
+            again.verified_at = now;
+            return Ok(again);
+        }
+        check_with(&snapshot, chain, now)
+    }
+
     /// Re-check a device verified earlier (long-lived connections) against the newest snapshot.
     pub fn recheck(
         &self,
@@ -407,5 +462,58 @@ impl DeviceTrust {
     /// The configured files to watch.
     pub fn watched_files(&self) -> Vec<PathBuf> {
         self.config.load().watched_files()
+    }
+}
+
+/// See [`DeviceTrust::deferring_verifier`].
+#[derive(Debug)]
+struct DeferringVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for DeferringVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        // Deliberately deferred: DeviceTrust::check decides per request, with a precise reason.
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        // Proof of possession of the private key is never deferred.
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }

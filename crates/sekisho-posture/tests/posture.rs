@@ -417,10 +417,26 @@ fn example_inventories_in_config_load() {
     let p = |id: &str| sekisho_posture::posture::merge_posture(id, inv.get(id), None, &cfg, at);
     assert!(p("PC-0042").compliant.is_true());
     assert_eq!(p("PC-0043").compliant.known(), Some(&false));
-    assert_eq!(p("BYOD-IPHONE-0007").ownership.known(), Some(&Ownership::Byod));
-    assert_eq!(p("BYOD-ANDROID-0011").disk_encryption, Fact::Unknown { why: UnknownWhy::NotReported });
+    assert_eq!(
+        p("BYOD-IPHONE-0007").ownership.known(),
+        Some(&Ownership::Byod)
+    );
+    assert_eq!(
+        p("BYOD-ANDROID-0011").disk_encryption,
+        Fact::Unknown {
+            why: UnknownWhy::NotReported
+        }
+    );
     for stale in ["PC-0019", "PC-0150"] {
-        assert!(matches!(p(stale).compliant, Fact::Unknown { why: UnknownWhy::Stale { .. } }), "{stale}");
+        assert!(
+            matches!(
+                p(stale).compliant,
+                Fact::Unknown {
+                    why: UnknownWhy::Stale { .. }
+                }
+            ),
+            "{stale}"
+        );
     }
 }
 
@@ -444,19 +460,32 @@ posture:
 "#,
     )
     .unwrap();
-    assert_eq!(cfg.trust.device_id, sekisho_posture::DeviceIdSource::default());
+    assert_eq!(
+        cfg.trust.device_id,
+        sekisho_posture::DeviceIdSource::default()
+    );
     assert!(!cfg.trust.allow_unknown_revocation_status);
     let a = cfg.assertions.unwrap();
     assert_eq!(a.header, "Sekisho-Device-Posture");
     assert_eq!(a.max_age, SignedDuration::from_mins(10));
     assert_eq!(a.leeway, SignedDuration::from_secs(60));
-    assert_eq!(cfg.posture.inventory_max_age, SignedDuration::from_hours(48));
+    assert_eq!(
+        cfg.posture.inventory_max_age,
+        SignedDuration::from_hours(48)
+    );
     assert_eq!(cfg.posture.assertion_max_age, SignedDuration::from_mins(15));
     let other: sekisho_posture::DevicesConfig =
         serde_saphyr::from_str("trust:\n  ca_files: [a.pem]\n  device_id: { from: san_dns, suffix: .devices.city.lg.jp }\n").unwrap();
     assert_eq!(
         other.trust.device_id,
-        sekisho_posture::DeviceIdSource::SanDns { suffix: Some(".devices.city.lg.jp".into()) }
+        sekisho_posture::DeviceIdSource::SanDns {
+            suffix: Some(".devices.city.lg.jp".into())
+        }
     );
-    assert!(serde_saphyr::from_str::<sekisho_posture::DevicesConfig>("trust:\n  ca_files: [a.pem]\n  crl: [b]\n").is_err());
+    assert!(
+        serde_saphyr::from_str::<sekisho_posture::DevicesConfig>(
+            "trust:\n  ca_files: [a.pem]\n  crl: [b]\n"
+        )
+        .is_err()
+    );
 }

@@ -245,3 +245,125 @@ async fn long_lived_connection_recheck_after_revocation() {
         "device_cert_revoked"
     );
 }
+
+/// The deferring verifier lets a bad certificate through the handshake so the gateway can show
+/// the precise reason; proof of key possession is still enforced.
+#[tokio::test]
+async fn deferring_verifier_admits_bad_certificates_for_a_precise_page() {
+    let pki = TestPki::new();
+    let revoked = pki.revoked("PC-0666");
+    let trust = DeviceTrust::load(pki.trust_config()).unwrap();
+    let server = Arc::new(pki.server_config(trust.deferring_verifier()));
+    let cases = [
+        (pki.expired("PC-0001"), "device_cert_expired"),
+        (pki.not_yet_valid("PC-0002"), "device_cert_not_yet_valid"),
+        (pki.wrong_ca("PC-0003"), "device_cert_unknown_ca"),
+        (revoked, "device_cert_revoked"),
+        (pki.without_device_id(), "device_cert_no_device_id"),
+    ];
+    for (dev, code) in cases {
+        let side = connect(server.clone(), Arc::new(pki.client_config(Some(&dev))))
+            .await
+            .expect("deferred");
+        let err = trust
+            .check(&side.peer.unwrap(), Timestamp::now())
+            .unwrap_err();
+        assert_eq!(err.code(), code);
+    }
+    // A good device still verifies.
+    let good = pki.device("PC-0042");
+    let side = connect(server.clone(), Arc::new(pki.client_config(Some(&good))))
+        .await
+        .unwrap();
+    assert_eq!(
+        trust
+            .check(&side.peer.unwrap(), Timestamp::now())
+            .unwrap()
+            .id(),
+        "PC-0042"
+    );
+
+    // Presenting someone else's certificate without its private key fails the handshake.
+    let thief = Arc::new(client_with_mismatched_key(
+        &pki,
+        &good,
+        &pki.device("PC-0099"),
+    ));
+    assert!(connect(server, thief).await.is_err());
+}
+
+#[derive(Debug)]
+struct Mismatched(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Mismatched {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn client_with_mismatched_key(
+    pki: &TestPki,
+    cert_of: &TestDevice,
+    key_of: &TestDevice,
+) -> rustls::ClientConfig {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let key = provider
+        .key_provider
+        .load_private_key(key_of.key())
+        .unwrap();
+    let certified = rustls::sign::CertifiedKey::new(cert_of.chain(), key);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.server_ca_der().clone()).unwrap();
+    rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(Mismatched(Arc::new(certified))))
+}
+
+#[tokio::test]
+async fn per_connection_memo_skips_work_until_trust_changes() {
+    let (pki, trust) = setup();
+    let dev = pki.device("PC-0042");
+    let side = handshake_with(&pki, &trust, Some(&dev)).await.unwrap();
+    let peer = side.peer.unwrap();
+    let now = Timestamp::now();
+    let first = trust.check_memo(&peer, None, now).unwrap();
+    let again = trust.check_memo(&peer, Some(&first), now).unwrap();
+    assert_eq!(again.id(), "PC-0042");
+    // The memo is for this chain only.
+    let other = pki.device("PC-0043");
+    assert_eq!(
+        trust
+            .check_memo(&other.chain(), Some(&first), now)
+            .unwrap()
+            .id(),
+        "PC-0043"
+    );
+    // Time still counts on the fast path.
+    let later = first.not_after() + jiff::SignedDuration::from_secs(1);
+    assert_eq!(
+        trust
+            .check_memo(&peer, Some(&first), later)
+            .unwrap_err()
+            .code(),
+        "device_cert_expired"
+    );
+    // A revocation (reload) invalidates the memo at once.
+    pki.revoke(&dev);
+    trust.reload().unwrap();
+    assert_eq!(
+        trust
+            .check_memo(&peer, Some(&first), now)
+            .unwrap_err()
+            .code(),
+        "device_cert_revoked"
+    );
+}
