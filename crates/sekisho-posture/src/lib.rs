@@ -18,7 +18,7 @@
 //!   stale or missing facts are [`Fact::Unknown`].
 //! - [`DevicePosture::evaluate`]: the single per-request call the gateway makes.
 //! - [`pki`]: `rcgen` tooling behind `sekisho certs` (development CA, server certificate,
-//!   device certificates with PKCS#12 bundles, CRLs); [`testkit`] (feature `testkit`): fixtures.
+//!   device certificates with PKCS#12 bundles, CRLs); `testkit` (feature `testkit`): fixtures.
 //!
 //! **What it never does.** It never decides allow or deny (that is `sekisho-policy`), never maps
 //! errors to HTTP responses (the gateway does), never reads the system clock in its logic

@@ -1,7 +1,7 @@
 //! Optional helper: watch CA, CRL and inventory files and reload what changed.
 //!
-//! The gateway may use its own watcher and call [`DeviceTrust::reload`] /
-//! [`InventoryStore::reload`] instead. Directories are watched (not files) because editors and
+//! The gateway may use its own watcher and call [`DeviceTrust::reload`](crate::DeviceTrust::reload) /
+//! [`InventoryStore::reload`](crate::inventory::InventoryStore::reload) instead. Directories are watched (not files) because editors and
 //! MDM exports usually replace a file by renaming a new one over it.
 
 use std::collections::BTreeSet;
