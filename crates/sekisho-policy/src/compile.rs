@@ -168,10 +168,10 @@ impl PolicySet {
             diags.extend(d.into_diagnostics());
         }
         for (list, _) in &settings.holidays {
-            if !used_lists.contains(list) {
-                if let Some(at) = settings_list_span(&docs, list) {
-                    diags.push(at);
-                }
+            if !used_lists.contains(list)
+                && let Some(at) = settings_list_span(&docs, list)
+            {
+                diags.push(at);
             }
         }
         diags.extend(check::static_checks(&policies, &settings));
@@ -269,10 +269,10 @@ impl SettingsBuilder {
             let p = path.key("timezone");
             if let Some(first) = self.timezone.as_ref().map(|t| t.2.clone()) {
                 twice(d, n, &p, "`timezone`", &first);
-            } else if let Some(name) = d.string(n, &p) {
-                if let Some(tz) = time_zone(d, n, &p, &name) {
-                    self.timezone = Some((name, tz, span_of(d, n)));
-                }
+            } else if let Some(name) = d.string(n, &p)
+                && let Some(tz) = time_zone(d, n, &p, &name)
+            {
+                self.timezone = Some((name, tz, span_of(d, n)));
             }
         }
         if let Some(n) = m.get("mfa_amr_values") {

@@ -605,11 +605,7 @@ fn collect_step_up(
                     Leaf::MaxAuthAge(d) => {
                         out.max_auth_age = Some(out.max_auth_age.map_or(*d, |x| x.min(*d)));
                     }
-                    Leaf::Acr(values) => {
-                        if out.acr.is_none() {
-                            out.acr = Some(values.clone());
-                        }
-                    }
+                    Leaf::Acr(values) if out.acr.is_none() => out.acr = Some(values.clone()),
                     _ => {}
                 }
             }

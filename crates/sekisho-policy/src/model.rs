@@ -139,10 +139,6 @@ impl StrSet {
         self.0.iter().all(|x| other.contains(x))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     pub fn to_json(&self) -> Value {
         Value::from(self.0.clone())
     }
@@ -426,11 +422,11 @@ pub(crate) fn signed(d: Duration) -> SignedDuration {
 
 pub(crate) fn duration_text(d: Duration) -> String {
     let s = d.as_secs();
-    if s != 0 && s % 86_400 == 0 {
+    if s != 0 && s.is_multiple_of(86_400) {
         format!("{}d", s / 86_400)
-    } else if s != 0 && s % 3600 == 0 {
+    } else if s != 0 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s != 0 && s % 60 == 0 {
+    } else if s != 0 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -546,22 +542,6 @@ impl Leaf {
                 | Leaf::Mfa
                 | Leaf::Acr(_)
                 | Leaf::MaxAuthAge(_)
-        )
-    }
-
-    /// Does this criterion look at the device (certificate or posture)?
-    pub fn needs_device(&self) -> bool {
-        matches!(
-            self,
-            Leaf::Certificate
-                | Leaf::DeviceId(_)
-                | Leaf::Posture(..)
-                | Leaf::Ownership(_)
-                | Leaf::Os(_)
-                | Leaf::MinOsVersion(_)
-                | Leaf::MaxOsVersion(_)
-                | Leaf::LastCheckInWithin(_)
-                | Leaf::Tags(_)
         )
     }
 }

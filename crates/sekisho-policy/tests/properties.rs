@@ -38,7 +38,10 @@ const CRITERIA: &[&str] = &[
 
 fn rule() -> impl Strategy<Value = String> {
     prop::collection::vec(0..CRITERIA.len(), 1..4).prop_map(|idx| {
-        let parts: Vec<String> = idx.iter().map(|&i| format!("{{ {} }}", CRITERIA[i])).collect();
+        let parts: Vec<String> = idx
+            .iter()
+            .map(|&i| format!("{{ {} }}", CRITERIA[i]))
+            .collect();
         format!("all: [ {} ]", parts.join(", "))
     })
 }
@@ -50,7 +53,10 @@ struct RawPolicy {
 }
 
 fn policy() -> impl Strategy<Value = RawPolicy> {
-    (prop::collection::vec(rule(), 0..4), prop::collection::vec(rule(), 0..3))
+    (
+        prop::collection::vec(rule(), 0..4),
+        prop::collection::vec(rule(), 0..3),
+    )
         .prop_map(|(allow, deny)| RawPolicy { allow, deny })
 }
 
@@ -73,7 +79,9 @@ fn yaml(policies: &[(&str, &RawPolicy)]) -> String {
 }
 
 fn compile(policies: &[(&str, &RawPolicy)]) -> Option<PolicySet> {
-    PolicySet::compile(&[("p.yaml", yaml(policies))]).ok().map(|(s, _)| s)
+    PolicySet::compile(&[("p.yaml", yaml(policies))])
+        .ok()
+        .map(|(s, _)| s)
 }
 
 #[derive(Debug, Clone)]
@@ -84,9 +92,14 @@ struct Scenario {
     now: Timestamp,
 }
 
-fn fact<T: std::fmt::Debug + Clone + 'static>(v: impl Strategy<Value = T>) -> impl Strategy<Value = Fact<T>> {
+fn fact<T: std::fmt::Debug + Clone + 'static>(
+    v: impl Strategy<Value = T>,
+) -> impl Strategy<Value = Fact<T>> {
     let at: Timestamp = "2026-04-14T00:00:00Z".parse().unwrap();
-    prop_oneof![Just(Fact::Unknown), v.prop_map(move |value| Fact::known(value, at))]
+    prop_oneof![
+        Just(Fact::Unknown),
+        v.prop_map(move |value| Fact::known(value, at))
+    ]
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -100,7 +113,11 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             .prop_map(|(groups, mfa, age, acr)| Identity {
                 sub: "u".into(),
                 groups: groups.into_iter().map(String::from).collect(),
-                amr: if mfa { vec!["pwd".into(), "otp".into()] } else { vec!["pwd".into()] },
+                amr: if mfa {
+                    vec!["pwd".into(), "otp".into()]
+                } else {
+                    vec!["pwd".into()]
+                },
                 acr: acr.map(String::from),
                 auth_time: Some(
                     "2026-04-14T01:00:00Z".parse::<Timestamp>().unwrap()
@@ -111,30 +128,43 @@ fn scenario() -> impl Strategy<Value = Scenario> {
     );
     let certificate = prop_oneof![
         Just(Certificate::Absent),
-        Just(Certificate::Invalid { reason: "expired".into() }),
-        Just(Certificate::Present { id: "pc".into(), fingerprint: "f".into() }),
+        Just(Certificate::Invalid {
+            reason: "expired".into()
+        }),
+        Just(Certificate::Present {
+            id: "pc".into(),
+            fingerprint: "f".into()
+        }),
     ];
     let device = prop::option::of(
         (
             certificate,
             fact(any::<bool>()),
             fact(any::<bool>()),
-            fact(prop_oneof![Just(Ownership::Corporate), Just(Ownership::Byod)]),
-            fact(prop_oneof![Just("10.0.19044".to_string()), Just("10.0.22631".to_string())]),
+            fact(prop_oneof![
+                Just(Ownership::Corporate),
+                Just(Ownership::Byod)
+            ]),
+            fact(prop_oneof![
+                Just("10.0.19044".to_string()),
+                Just("10.0.22631".to_string())
+            ]),
             fact(prop_oneof![
                 Just("2026-04-13T00:00:00Z".parse::<Timestamp>().unwrap()),
                 Just("2026-03-01T00:00:00Z".parse::<Timestamp>().unwrap())
             ]),
         )
-            .prop_map(|(certificate, managed, compliant, ownership, os_version, last_check_in)| Device {
-                certificate,
-                managed,
-                compliant,
-                ownership,
-                os_version,
-                last_check_in,
-                ..Device::default()
-            }),
+            .prop_map(
+                |(certificate, managed, compliant, ownership, os_version, last_check_in)| Device {
+                    certificate,
+                    managed,
+                    compliant,
+                    ownership,
+                    os_version,
+                    last_check_in,
+                    ..Device::default()
+                },
+            ),
     );
     let request = (
         prop_oneof![Just("GET"), Just("POST")],
@@ -253,7 +283,14 @@ proptest! {
 
 #[test]
 fn an_empty_policy_file_set_has_no_policies_and_an_empty_policy_denies() {
-    let set = compile(&[("p", &RawPolicy { allow: vec![], deny: vec![] })]).unwrap();
+    let set = compile(&[(
+        "p",
+        &RawPolicy {
+            allow: vec![],
+            deny: vec![],
+        },
+    )])
+    .unwrap();
     let s = Scenario {
         identity: None,
         device: None,
