@@ -30,10 +30,18 @@ fn event(i: u64) -> Event {
             acr: Some("mfa".into()),
             auth_time: None,
         }),
-        device: Some(DeviceInfo { id: "PC-0042".into(), fingerprint: Some("ab".repeat(32)), posture: vec![] }),
+        device: Some(DeviceInfo {
+            id: "PC-0042".into(),
+            fingerprint: Some("ab".repeat(32)),
+            posture: vec![],
+        }),
         decision: Decision::Deny,
         rule: Some("lgwan-staff".into()),
-        reasons: vec![Reason { code: "outside_hours".into(), ja: Some("利用時間外です".into()), en: None }],
+        reasons: vec![Reason {
+            code: "outside_hours".into(),
+            ja: Some("利用時間外です".into()),
+            en: None,
+        }],
         policy_version: "p-91ab".into(),
         ..Default::default()
     }))
@@ -60,9 +68,15 @@ async fn run(h: &AuditHandle, n: u64, concurrency: u64) {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("append");
-    g.sample_size(10).measurement_time(Duration::from_secs(8)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(8))
+        .warm_up_time(Duration::from_secs(1));
     let modes = [
         ("batched", Durability::default(), 1u64, 20_000u64),
         ("batched_64", Durability::default(), 64, 20_000),
@@ -74,7 +88,9 @@ fn bench(c: &mut Criterion) {
         let mut cfg = AuditConfig::new(dir.path(), "bench");
         cfg.durability = durability;
         cfg.retention_days = None;
-        let (h, task) = rt.block_on(async { AuditWriter::start(cfg, Arc::new(SystemClock)) }).unwrap();
+        let (h, task) = rt
+            .block_on(async { AuditWriter::start(cfg, Arc::new(SystemClock)) })
+            .unwrap();
         g.throughput(Throughput::Elements(n));
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
