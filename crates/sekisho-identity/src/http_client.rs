@@ -48,14 +48,23 @@ impl IdpHttpClient {
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, HttpClientError> {
         let (parts, body) = request.into_parts();
-        let mut resp = self
-            .inner
-            .request(parts.method, parts.uri.to_string())
-            .headers(parts.headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| HttpClientError::Transport(e.without_url().to_string()))?;
+        let send = || {
+            self.inner
+                .request(parts.method.clone(), parts.uri.to_string())
+                .headers(parts.headers.clone())
+                .body(body.clone())
+                .send()
+        };
+        let mut resp = match send().await {
+            Ok(r) => r,
+            // A pooled keep-alive connection the IdP (or a proxy) closed: the request never
+            // got an answer, so it is sent once more on a fresh connection. Timeouts are not
+            // retried (the IdP may be slow, not gone).
+            Err(e) if !e.is_timeout() && (e.is_request() || e.is_connect()) => send()
+                .await
+                .map_err(|e| HttpClientError::Transport(e.without_url().to_string()))?,
+            Err(e) => return Err(HttpClientError::Transport(e.without_url().to_string())),
+        };
         let status = resp.status();
         let headers = resp.headers().clone();
         let mut body = Vec::new();

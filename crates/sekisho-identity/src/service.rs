@@ -32,9 +32,20 @@ pub use crate::oidc::StepUp;
 pub struct LoginRedirect {
     /// The IdP authorization URL (`302 Location`).
     pub location: String,
-    /// The login cookie (`Set-Cookie`).
-    pub set_cookie: HeaderValue,
+    /// The login cookie, and removals of older pending login cookies when there are too many
+    /// (`Set-Cookie`, in order).
+    pub set_cookies: Vec<HeaderValue>,
 }
+
+/// At most this many logins may be pending in one browser; beyond it the older login cookies
+/// are removed, so a page that triggers many logins cannot grow the browser's cookies to 431.
+pub const MAX_PENDING_LOGINS: usize = 3;
+
+/// Concurrent requests of one session share one refresh for this long (by `now`), so a
+/// rotating refresh token is never used twice.
+const REFRESH_SHARE_SECS: i64 = 30;
+
+type RefreshResult = Result<(crate::claims::MappedClaims, Option<String>), RefreshError>;
 
 /// A finished login.
 #[derive(Debug)]
@@ -90,6 +101,15 @@ pub struct IdentityService {
     oidc: Option<OidcProvider>,
     bearer: Option<BearerVerifier>,
     metrics: Arc<IdentityMetrics>,
+    refreshes: RefreshShare,
+}
+
+/// Recent refresh outcomes by session id, each with the `now` it was made at.
+struct RefreshShare(moka::future::Cache<String, Arc<(i64, RefreshResult)>>);
+impl std::fmt::Debug for RefreshShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshShare")
+    }
 }
 
 struct UsedStatesDebug(UsedStates);
@@ -144,6 +164,14 @@ impl IdentityService {
             oidc,
             bearer,
             metrics,
+            refreshes: RefreshShare(
+                moka::future::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(std::time::Duration::from_secs(
+                        REFRESH_SHARE_SECS as u64 * 2,
+                    ))
+                    .build(),
+            ),
         })
     }
 
@@ -165,14 +193,16 @@ impl IdentityService {
     }
 
     /// Starts a login on `host` that returns to `return_to` (the original request's path and
-    /// query) if `allowed(host, path)`, else to `/`. Fails with `IdpUnavailable` when the IdP
-    /// cannot be reached, so the user sees a clear 503 page instead of a browser error.
+    /// query) if `allowed(host, path)`, else to `/`. `headers` are the request's (to bound the
+    /// pending login cookies). Fails with `IdpUnavailable` when the IdP cannot be reached, so
+    /// the user sees a clear 503 page instead of a browser error.
     pub async fn start_login(
         &self,
         host: &str,
         return_to: &str,
         allowed: impl Fn(&str, &str) -> bool,
         step_up: Option<&StepUp>,
+        headers: &HeaderMap,
         now: Timestamp,
     ) -> Result<LoginRedirect, IdentityError> {
         let oidc = self
@@ -182,9 +212,20 @@ impl IdentityService {
         let target = safe_return_target(host, return_to, allowed).unwrap_or_else(|| "/".to_owned());
         let (url, login) = oidc.authorization_url(host, target, step_up, now).await?;
         IdentityMetrics::inc(&self.metrics.logins_started);
+        let cfg = self.sessions.config();
+        let mut set_cookies = vec![login_cookie(cfg, &self.sessions.keys(), &login)];
+        let prefix = format!("{}-login-", cfg.cookie_name);
+        let pending: Vec<String> = crate::session::cookie_pairs(headers, &prefix)
+            .map(|m| m.into_keys().collect())
+            .unwrap_or_default();
+        if pending.len() >= MAX_PENDING_LOGINS {
+            for name in pending {
+                set_cookies.push(crate::session::set_cookie(&name, "", 0));
+            }
+        }
         Ok(LoginRedirect {
             location: url.to_string(),
-            set_cookie: login_cookie(self.sessions.config(), &self.sessions.keys(), &login),
+            set_cookies,
         })
     }
 
@@ -297,16 +338,25 @@ impl IdentityService {
             if oidc.in_outage(now) {
                 IdentityMetrics::inc(&self.metrics.refresh_deferred);
             } else {
-                match oidc
-                    .refresh(
-                        &rt,
-                        &session.data.claims.sub,
-                        session.data.claims.auth_time,
-                        now,
-                    )
-                    .await
+                let sid = session.data.sid.clone();
+                let now_s = now.as_second();
+                if let Some(prev) = self.refreshes.0.get(&sid).await
+                    && (now_s - prev.0).abs() > REFRESH_SHARE_SECS
                 {
+                    self.refreshes.0.invalidate(&sid).await;
+                }
+                let shared = self
+                    .refreshes
+                    .0
+                    .get_with(sid, async {
+                        let sub = &session.data.claims.sub;
+                        let auth_time = session.data.claims.auth_time;
+                        Arc::new((now_s, oidc.refresh(&rt, sub, auth_time, now).await))
+                    })
+                    .await;
+                match &shared.1 {
                     Ok((claims, new_rt)) => {
+                        let (claims, new_rt) = (claims.clone(), new_rt.clone());
                         IdentityMetrics::inc(&self.metrics.refresh_ok);
                         session.data.claims = claims;
                         session.data.claims_at = now.as_second();

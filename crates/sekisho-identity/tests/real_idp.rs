@@ -591,7 +591,14 @@ async fn idp_down_keeps_sessions_and_cached_keys_but_new_logins_fail() {
 
     // New login: a typed error the gateway shows as a 503 page.
     let r = svc
-        .start_login(HOST, "/app/", |_, _| true, None, at(t0, 12 * 60))
+        .start_login(
+            HOST,
+            "/app/",
+            |_, _| true,
+            None,
+            &alice.headers(),
+            at(t0, 12 * 60),
+        )
         .await;
     let err = r.unwrap_err();
     assert!(matches!(err, IdentityError::IdpUnavailable(_)), "{err:?}");
@@ -630,7 +637,14 @@ async fn step_up_sends_prompt_max_age_and_acr_values() {
         acr_values: vec!["urn:sekisho:loa:2".into()],
     };
     let start = svc
-        .start_login(HOST, "/app/", |_, _| true, Some(&step), now())
+        .start_login(
+            HOST,
+            "/app/",
+            |_, _| true,
+            Some(&step),
+            &http::HeaderMap::new(),
+            now(),
+        )
         .await
         .unwrap();
     let u = url::Url::parse(&start.location).unwrap();
@@ -644,10 +658,17 @@ async fn step_up_sends_prompt_max_age_and_acr_values() {
     // A hostile return target falls back to `/`.
     let mut b = Browser::new();
     let start = svc
-        .start_login(HOST, "//evil.example/", |_, _| true, None, now())
+        .start_login(
+            HOST,
+            "//evil.example/",
+            |_, _| true,
+            None,
+            &b.headers(),
+            now(),
+        )
         .await
         .unwrap();
-    b.store(std::slice::from_ref(&start.set_cookie));
+    b.store(&start.set_cookies);
     let cb = b
         .drive_idp(&start.location, "alice", "alice-pw", CALLBACK)
         .await;
@@ -656,4 +677,86 @@ async fn step_up_sends_prompt_max_age_and_acr_values() {
         .await
         .unwrap();
     assert_eq!(done.return_to, "/");
+}
+
+#[tokio::test]
+async fn pending_login_cookies_are_bounded() {
+    let idp = Idp::start();
+    let svc = idp.service();
+    let mut b = Browser::new();
+    for _ in 0..10 {
+        let start = svc
+            .start_login(HOST, "/app/", |_, _| true, None, &b.headers(), now())
+            .await
+            .unwrap();
+        b.store(&start.set_cookies);
+        let pending = b
+            .gateway_cookies
+            .keys()
+            .filter(|k| k.contains("-login-"))
+            .count();
+        assert!(
+            pending <= sekisho_identity::service::MAX_PENDING_LOGINS,
+            "{pending}"
+        );
+    }
+    // The newest login still completes.
+    let start = svc
+        .start_login(HOST, "/app/", |_, _| true, None, &b.headers(), now())
+        .await
+        .unwrap();
+    b.store(&start.set_cookies);
+    let cb = b
+        .drive_idp(&start.location, "alice", "alice-pw", CALLBACK)
+        .await;
+    svc.finish_login(HOST, &callback_uri(&cb), &b.headers(), now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn refresh_refused_by_the_idp_ends_the_session() {
+    // The IdP forgets every grant on restart (in-memory adapter): the refresh token is refused
+    // with invalid_grant, as when an account is disabled or its sessions revoked.
+    let mut idp = Idp::start();
+    let svc = idp.service();
+    let mut alice = Browser::new();
+    let t0 = now();
+    login(&svc, &mut alice, "alice", "alice-pw", t0).await;
+    idp.restart();
+    assert_eq!(
+        rejected(svc.authenticate(&alice.headers(), at(t0, 10 * 60)).await),
+        SessionRejection::RefreshRejected
+    );
+    assert_eq!(svc.metrics().refresh_rejected.load(Ordering::Relaxed), 1);
+    // And the cookie cannot be used again.
+    assert_eq!(
+        rejected(
+            svc.authenticate(&alice.headers(), at(t0, 10 * 60 + 1))
+                .await
+        ),
+        SessionRejection::Revoked
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_refresh() {
+    let idp = Idp::start();
+    let svc = idp.service();
+    let mut alice = Browser::new();
+    let t0 = now();
+    login(&svc, &mut alice, "alice", "alice-pw", t0).await;
+    idp.set_groups("alice", &["staff", "finance"]).await;
+    let h = alice.headers();
+    let due = at(t0, 10 * 60);
+    let (a, b, c) = tokio::join!(
+        svc.authenticate(&h, due),
+        svc.authenticate(&h, due),
+        svc.authenticate(&h, due)
+    );
+    for o in [a, b, c] {
+        let (id, _) = authenticated(o);
+        assert_eq!(id.groups(), ["finance".to_string(), "staff".to_string()]);
+    }
+    assert_eq!(svc.metrics().refresh_ok.load(Ordering::Relaxed), 3);
 }

@@ -388,11 +388,12 @@ pub async fn authorize(
             "/app/page?x=1",
             |_, p| p.starts_with("/app/"),
             None,
+            &browser.headers(),
             at,
         )
         .await
         .expect("start login");
-    browser.store(std::slice::from_ref(&start.set_cookie));
+    browser.store(&start.set_cookies);
     let callback = browser
         .drive_idp(&start.location, user, password, CALLBACK)
         .await;
