@@ -466,15 +466,16 @@ impl Inner {
             }
         };
         let (current, rotate_reason) = match last_file {
-            Some(f) if f.date == today => {
+            // Same day — or the clock went back: never write into an earlier file.
+            Some(f) if f.date >= today => {
                 let len = std::fs::metadata(&f.path)
                     .map_err(|e| AuditError::io(&f.path, e))?
                     .len();
                 if len >= cfg.max_file_bytes {
-                    let path = cfg.dir.join(files::file_name(today, f.index + 1));
+                    let path = cfg.dir.join(files::file_name(f.date, f.index + 1));
                     (
                         TrailFile {
-                            date: today,
+                            date: f.date,
                             index: f.index + 1,
                             path,
                         },
@@ -939,15 +940,16 @@ impl Inner {
             return Ok(());
         };
         self.sync()?;
-        let index = if today == self.current.date {
-            self.current.index + 1
+        // If the clock went back, stay on the current file's day: names must keep order.
+        let (date, index) = if today > self.current.date {
+            (today, 1)
         } else {
-            1
+            (self.current.date, self.current.index + 1)
         };
         let next = TrailFile {
-            date: today,
+            date,
             index,
-            path: self.cfg.dir.join(files::file_name(today, index)),
+            path: self.cfg.dir.join(files::file_name(date, index)),
         };
         let file = open_append(&next.path).map_err(|e| match e {
             AuditError::Io { source, .. } => source,

@@ -349,3 +349,35 @@ async fn default_retention_is_at_least_a_year() {
     let cfg = AuditConfig::new("/nonexistent", "gw");
     assert!(cfg.retention_days.unwrap() >= 366);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_going_back_never_writes_into_an_earlier_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let clk = clock("2026-11-24T01:00:00Z");
+    let mut cfg = strict_cfg(dir.path());
+    cfg.max_file_bytes = 1500;
+    let (h, task) = start(cfg.clone(), clk.clone());
+    h.append(access(1, Decision::Allow)).await.unwrap();
+    clk.advance(SignedDuration::from_hours(-48));
+    h.append(access(2, Decision::Allow)).await.unwrap();
+    h.append(access(3, Decision::Allow)).await.unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    // Restart with the clock still behind.
+    let (h, task) = start(cfg, clk);
+    h.append(access(4, Decision::Allow)).await.unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    let names: Vec<String> = sekisho_audit::files::list(dir.path())
+        .unwrap()
+        .iter()
+        .map(|f| f.name())
+        .collect();
+    assert!(
+        names.iter().all(|n| n.starts_with("audit-2026-11-24-")),
+        "{names:?}"
+    );
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+    assert_eq!(rep.records as usize, read_lines(dir.path()).len());
+}
