@@ -715,6 +715,9 @@ impl Ctx<'_> {
             return None;
         }
         if parts.is_empty() {
+            if m.entries().next().is_some() {
+                return None;
+            }
             self.d
                 .error(n, p, "`user` needs `sub`, `email` or `email_domain`", None);
             return None;
@@ -865,6 +868,10 @@ impl Ctx<'_> {
             return None;
         }
         if parts.is_empty() {
+            if m.entries().next().is_some() {
+                // Only unknown keys: already reported.
+                return None;
+            }
             self.d.error(
                 n,
                 p,
@@ -990,6 +997,9 @@ impl Ctx<'_> {
             return None;
         }
         if prefixes.is_empty() && globs.is_empty() {
+            if m.entries().next().is_some() {
+                return None;
+            }
             self.d
                 .error(n, p, "`path` needs a `prefix` or a `glob`", None);
             return None;

@@ -212,3 +212,11 @@ fn false_where_only_true_makes_sense_gets_a_hint() {
         Some("write `not: { mfa: true }`")
     );
 }
+
+#[test]
+fn a_misspelt_key_is_one_error_not_two() {
+    let text = "policies:\n  p:\n    allow:\n      - device: { manged: true }\n";
+    let diags = errors(&[("p.yaml", text)]);
+    assert_eq!(diags.len(), 1, "{}", sekisho_yaml::render_all(&diags));
+    assert_eq!(diags[0].hint.as_deref(), Some("did you mean `managed`?"));
+}
