@@ -473,6 +473,7 @@ fn parse_csv(file: &Path, text: &str, issues: &mut Vec<InventoryIssue>) -> Vec<I
 pub struct InventoryStore {
     files: ArcSwap<Vec<PathBuf>>,
     current: ArcSwap<Inventory>,
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl InventoryStore {
@@ -482,6 +483,7 @@ impl InventoryStore {
         Ok(Self {
             files: ArcSwap::from_pointee(files),
             current: ArcSwap::from_pointee(inv),
+            changed: tokio::sync::watch::channel(1).0,
         })
     }
 
@@ -490,6 +492,7 @@ impl InventoryStore {
         Self {
             files: ArcSwap::from_pointee(Vec::new()),
             current: ArcSwap::from_pointee(Inventory::default()),
+            changed: tokio::sync::watch::channel(1).0,
         }
     }
 
@@ -499,6 +502,7 @@ impl InventoryStore {
         let inv = Inventory::load(&files)?;
         let n = inv.len();
         self.current.store(Arc::new(inv));
+        self.changed.send_modify(|g| *g += 1);
         Ok(n)
     }
 
@@ -508,7 +512,19 @@ impl InventoryStore {
         let n = inv.len();
         self.current.store(Arc::new(inv));
         self.files.store(Arc::new(files));
+        self.changed.send_modify(|g| *g += 1);
         Ok(n)
+    }
+
+    /// Changes on every successful reload: long-lived connections re-evaluate posture and
+    /// policy when it does (a device that turned non-compliant loses its connection).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Increases with every successful reload.
+    pub fn generation(&self) -> u64 {
+        *self.changed.borrow()
     }
 
     pub fn current(&self) -> Arc<Inventory> {

@@ -453,6 +453,42 @@ impl DeviceTrust {
         self.check(device.chain(), now)
     }
 
+    /// For long-lived connections (WebSocket, HTTP/2): resolves with the reason as soon as
+    /// `device` stops passing — right after a trust reload under which it fails (revoked CRL,
+    /// CA removed), or when its certificate expires by `clock`. The gateway races this against
+    /// the connection (`tokio::select!`) and closes the connection when it resolves.
+    ///
+    /// Bound: the reload notification wakes this at once, so the connection closes within the
+    /// file watcher's debounce plus one re-check after the CRL file changes.
+    pub async fn until_invalid(
+        &self,
+        device: &VerifiedDevice,
+        clock: impl Fn() -> Timestamp,
+    ) -> DeviceCertError {
+        let mut changes = self.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let now = clock();
+            if let Err(e) = self.recheck(device, now) {
+                return e;
+            }
+            // Sleep until just after expiry, unless a reload comes first.
+            let until_expiry =
+                device.not_after().duration_since(now) + jiff::SignedDuration::from_secs(1);
+            let wait = std::time::Duration::try_from(until_expiry)
+                .unwrap_or(std::time::Duration::from_secs(1));
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // The sender lives in `self`, so this cannot happen while we borrow it.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
     /// Whether a serial (any textual hex form) is on a currently loaded CRL, for any issuer.
     pub fn is_revoked(&self, serial: &str) -> bool {
         normalize_serial_text(serial)

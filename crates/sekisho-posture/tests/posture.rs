@@ -151,12 +151,18 @@ fn inventory_reload_is_seen_on_the_next_check_and_broken_file_keeps_old() {
             .is_true()
     );
 
+    let mut changes = f.posture.inventory().subscribe();
     std::fs::write(
         &f.inventory_path,
         inventory_yaml(false, now() - SignedDuration::from_mins(5)),
     )
     .unwrap();
     assert_eq!(f.posture.inventory().reload().unwrap(), 2);
+    assert!(
+        changes.has_changed().unwrap(),
+        "long-lived connections are told to re-evaluate"
+    );
+    changes.borrow_and_update();
     let v = view(f.posture.evaluate(Some(&chain(&dev)), None, now()));
     assert_eq!(v.posture.compliant.known(), Some(&false));
 
@@ -167,6 +173,10 @@ fn inventory_reload_is_seen_on_the_next_check_and_broken_file_keeps_old() {
     )
     .unwrap();
     let err = f.posture.inventory().reload().unwrap_err();
+    assert!(
+        !changes.has_changed().unwrap(),
+        "a failed reload changes nothing"
+    );
     let text = err.to_string();
     assert!(text.contains("devices.yaml:17"), "{text}");
     assert!(text.contains("borrowed"), "{text}");

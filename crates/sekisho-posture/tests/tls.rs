@@ -367,3 +367,40 @@ async fn per_connection_memo_skips_work_until_trust_changes() {
         "device_cert_revoked"
     );
 }
+
+/// A long-lived connection's guard resolves right after the revoking reload (no polling delay).
+#[tokio::test]
+async fn long_lived_connection_guard_fires_on_revocation() {
+    let (pki, trust) = setup();
+    let dev = pki.device("PC-0042");
+    let side = handshake_with(&pki, &trust, Some(&dev)).await.unwrap();
+    let verified = trust.check(&side.peer.unwrap(), Timestamp::now()).unwrap();
+    let guard = {
+        let trust = trust.clone();
+        tokio::spawn(async move { trust.until_invalid(&verified, Timestamp::now).await })
+    };
+    tokio::task::yield_now().await;
+    assert!(!guard.is_finished(), "a valid device keeps its connection");
+    pki.revoke(&dev);
+    trust.reload().unwrap();
+    let reason = tokio::time::timeout(std::time::Duration::from_secs(2), guard)
+        .await
+        .expect("closed promptly")
+        .unwrap();
+    assert_eq!(reason.code(), "device_cert_revoked");
+}
+
+/// ...and when the certificate expires during the connection (paused tokio time drives the clock).
+#[tokio::test(start_paused = true)]
+async fn long_lived_connection_guard_fires_on_expiry() {
+    let (pki, trust) = setup();
+    let dev = pki.device("PC-0042");
+    let start = tokio::time::Instant::now();
+    let base = Timestamp::now();
+    let clock = move || base + jiff::SignedDuration::try_from(start.elapsed()).unwrap();
+    let verified = trust.check(&dev.chain(), clock()).unwrap();
+    let reason = trust.until_invalid(&verified, clock).await;
+    assert_eq!(reason.code(), "device_cert_expired");
+    assert!(clock() > verified.not_after());
+    assert!(clock() <= verified.not_after() + jiff::SignedDuration::from_secs(2));
+}
