@@ -69,13 +69,19 @@ impl fmt::Display for PathError {
             PathError::BadEscape => "a `%` escape is incomplete or not hexadecimal",
             PathError::EncodedSlash => "an encoded `/` (%2F) is ambiguous",
             PathError::EncodedBackslash => "an encoded `\\` (%5C) is ambiguous",
-            PathError::EncodedPercent => "an encoded `%` (%25) would be decoded twice by some servers",
+            PathError::EncodedPercent => {
+                "an encoded `%` (%25) would be decoded twice by some servers"
+            }
             PathError::ControlCharacter => "control characters are not allowed",
             PathError::InvalidUtf8 => "escaped bytes are not valid UTF-8",
             PathError::Backslash => "`\\` is read as `/` by some servers",
-            PathError::MatrixParameter => "`;` parameters are read differently by different servers",
+            PathError::MatrixParameter => {
+                "`;` parameters are read differently by different servers"
+            }
             PathError::NonAscii => "raw non-ASCII bytes must be percent-encoded",
-            PathError::TrimmedSegment => "a segment ending in `.` or a space is trimmed by some servers",
+            PathError::TrimmedSegment => {
+                "a segment ending in `.` or a space is trimmed by some servers"
+            }
             PathError::TooLong => "the path is too long",
         })
     }
@@ -92,7 +98,18 @@ fn is_path_char(b: u8) -> bool {
     is_unreserved(b)
         || matches!(
             b,
-            b'/' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@'
+            b'/' | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
         )
 }
 
@@ -148,8 +165,10 @@ pub fn canonicalize(raw: &str) -> Result<String, PathError> {
                             let mut buf = [0u8; 4];
                             for byte in c.encode_utf8(&mut buf).bytes() {
                                 decoded.push('%');
-                                decoded.push(char::from(b"0123456789ABCDEF"[usize::from(byte >> 4)]));
-                                decoded.push(char::from(b"0123456789ABCDEF"[usize::from(byte & 15)]));
+                                decoded
+                                    .push(char::from(b"0123456789ABCDEF"[usize::from(byte >> 4)]));
+                                decoded
+                                    .push(char::from(b"0123456789ABCDEF"[usize::from(byte & 15)]));
                             }
                         }
                     }
@@ -167,7 +186,8 @@ pub fn canonicalize(raw: &str) -> Result<String, PathError> {
         i += 1;
     }
     // Pass 2: merge empty segments, remove dot segments, refuse trimmed segments.
-    let trailing_slash = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let trailing_slash =
+        decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     let mut out: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
         match seg {
@@ -220,7 +240,14 @@ mod tests {
 
     #[test]
     fn plain_paths_are_unchanged() {
-        for p in ["/", "/a", "/a/b/", "/kintai/2026-11.csv", "/a-b_c~d", "/x:y@z!$&'()*+,="] {
+        for p in [
+            "/",
+            "/a",
+            "/a/b/",
+            "/kintai/2026-11.csv",
+            "/a-b_c~d",
+            "/x:y@z!$&'()*+,=",
+        ] {
             assert_eq!(canonicalize(p).as_deref(), Ok(p), "{p}");
         }
     }

@@ -261,7 +261,11 @@ pub fn from_str(file: &str, text: &str, base: &FsPath) -> Result<Config, LoadErr
         _ => {
             if !diags.iter().any(Diagnostic::is_error) {
                 // Defensive: a `None` without a recorded error would hide the reason.
-                diags.push(Diagnostic::file_error(file, "the configuration is incomplete", None));
+                diags.push(Diagnostic::file_error(
+                    file,
+                    "the configuration is incomplete",
+                    None,
+                ));
             }
             Err(LoadError { diagnostics: diags })
         }
@@ -430,7 +434,12 @@ fn decode_limits(d: &mut Decoder, n: Option<&Node>, p: &Path) -> Option<Limits> 
         match d.uint(v, &p.key("max_headers")) {
             Some(b) if (16..=1000).contains(&b) => limits.max_headers = b as usize,
             Some(_) => {
-                d.error(v, &p.key("max_headers"), "must be between 16 and 1000", None);
+                d.error(
+                    v,
+                    &p.key("max_headers"),
+                    "must be between 16 and 1000",
+                    None,
+                );
                 ok = false;
             }
             None => ok = false,
@@ -440,7 +449,12 @@ fn decode_limits(d: &mut Decoder, n: Option<&Node>, p: &Path) -> Option<Limits> 
         match d.uint(v, &p.key("max_concurrent_streams")) {
             Some(b) if (1..=1000).contains(&b) => limits.max_concurrent_streams = b as u32,
             Some(_) => {
-                d.error(v, &p.key("max_concurrent_streams"), "must be between 1 and 1000", None);
+                d.error(
+                    v,
+                    &p.key("max_concurrent_streams"),
+                    "must be between 1 and 1000",
+                    None,
+                );
                 ok = false;
             }
             None => ok = false,
@@ -523,7 +537,12 @@ struct ZoneDraft {
 fn decode_zones(d: &mut Decoder, n: &Node, p: &Path) -> Option<BTreeMap<String, ZoneDraft>> {
     let entries = d.named_entries(n, p)?;
     if entries.is_empty() {
-        d.error(n, p, "at least one zone is needed", Some("for example `lgwan` and `internet`".into()));
+        d.error(
+            n,
+            p,
+            "at least one zone is needed",
+            Some("for example `lgwan` and `internet`".into()),
+        );
     }
     let mut out = BTreeMap::new();
     for (name, _key, value) in entries {
@@ -536,7 +555,11 @@ fn decode_zones(d: &mut Decoder, n: &Node, p: &Path) -> Option<BTreeMap<String, 
 }
 
 fn decode_zone(d: &mut Decoder, name: &str, n: &Node, p: &Path) -> Option<ZoneDraft> {
-    let m = d.map(n, p, &["description", "egress", "require", "isolated", "response"])?;
+    let m = d.map(
+        n,
+        p,
+        &["description", "egress", "require", "isolated", "response"],
+    )?;
     let description = match m.get("description") {
         Some(v) => d.string(v, &p.key("description"))?,
         None => String::new(),
@@ -572,7 +595,8 @@ fn decode_zone(d: &mut Decoder, name: &str, n: &Node, p: &Path) -> Option<ZoneDr
                 let s = d.string(b, &ep.key("bind"))?;
                 match s.parse::<IpAddr>() {
                     Ok(ip) => {
-                        if !egress_allow.is_empty() && !egress_allow.iter().any(|n| n.contains(&ip)) {
+                        if !egress_allow.is_empty() && !egress_allow.iter().any(|n| n.contains(&ip))
+                        {
                             d.warning(
                                 b,
                                 &ep.key("bind"),
@@ -596,7 +620,10 @@ fn decode_zone(d: &mut Decoder, name: &str, n: &Node, p: &Path) -> Option<ZoneDr
                 n,
                 p,
                 format!("zone `{name}` has no `egress` section"),
-                Some("list the networks its upstreams live in: `egress: { allow: [127.0.10.0/24] }`".into()),
+                Some(
+                    "list the networks its upstreams live in: `egress: { allow: [127.0.10.0/24] }`"
+                        .into(),
+                ),
             );
             return None;
         }
@@ -610,7 +637,12 @@ fn decode_zone(d: &mut Decoder, name: &str, n: &Node, p: &Path) -> Option<ZoneDr
                     Some(v) => {
                         let s = d.nonempty_string(v, &rp.key("cache_control"))?;
                         if http::HeaderValue::from_str(&s).is_err() {
-                            d.error(v, &rp.key("cache_control"), "not a valid header value", None);
+                            d.error(
+                                v,
+                                &rp.key("cache_control"),
+                                "not a valid header value",
+                                None,
+                            );
                             return None;
                         }
                         Some(s)
@@ -775,8 +807,12 @@ fn decode_listener_tls(d: &mut Decoder, n: &Node, p: &Path, base: &FsPath) -> Op
             ok = false;
             continue;
         };
-        let cert = cm.require(d, "cert").and_then(|c| file_path(d, c, &ip.key("cert"), base));
-        let key = cm.require(d, "key").and_then(|k| file_path(d, k, &ip.key("key"), base));
+        let cert = cm
+            .require(d, "cert")
+            .and_then(|c| file_path(d, c, &ip.key("cert"), base));
+        let key = cm
+            .require(d, "key")
+            .and_then(|k| file_path(d, k, &ip.key("key"), base));
         match (cert, key) {
             (Some(cert), Some(key)) => certificates.push(CertPair { cert, key }),
             _ => ok = false,
@@ -837,7 +873,17 @@ fn decode_routes(
     let mut out = Vec::new();
     for (name, _k, value) in entries {
         let rp = p.key(name);
-        if let Some(r) = decode_route(d, name, value, &rp, zones, &zone_names, listeners, &listener_names, base) {
+        if let Some(r) = decode_route(
+            d,
+            name,
+            value,
+            &rp,
+            zones,
+            &zone_names,
+            listeners,
+            &listener_names,
+            base,
+        ) {
             out.push(RouteDraft {
                 route: r,
                 node: value.clone(),
@@ -863,7 +909,14 @@ fn decode_route(
     let zone_node = m.require(d, "zone");
     let zone = zone_node.and_then(|z| zone_ref(d, z, &p.key("zone"), zone_names, zones));
     let kind = match m.get("kind") {
-        Some(k) => match d.one_of(k, &p.key("kind"), &["proxy", "screen_transfer", "sanitized_upload"])?.as_str() {
+        Some(k) => match d
+            .one_of(
+                k,
+                &p.key("kind"),
+                &["proxy", "screen_transfer", "sanitized_upload"],
+            )?
+            .as_str()
+        {
             "screen_transfer" => Some(RouteKind::ScreenTransfer),
             "sanitized_upload" => {
                 d.error(
@@ -897,7 +950,12 @@ fn decode_route(
             match HostPattern::parse(s) {
                 Ok(hp) => out.push(hp),
                 Err(why) => {
-                    d.error(node, &hosts_path.index(i), format!("`{s}` is not a host name: {why}"), Some("write `portal.example.lg.jp` or `*.example.lg.jp`".into()));
+                    d.error(
+                        node,
+                        &hosts_path.index(i),
+                        format!("`{s}` is not a host name: {why}"),
+                        Some("write `portal.example.lg.jp` or `*.example.lg.jp`".into()),
+                    );
                     ok = false;
                 }
             }
@@ -911,7 +969,12 @@ fn decode_route(
             match crate::canon::canonicalize_prefix(&s) {
                 Ok(c) => Some(c),
                 Err(why) => {
-                    d.error(v, &p.key("path_prefix"), format!("`{s}` is not a usable path prefix: {why}"), Some("write a plain path such as `/` or `/kintai/`".into()));
+                    d.error(
+                        v,
+                        &p.key("path_prefix"),
+                        format!("`{s}` is not a usable path prefix: {why}"),
+                        Some("write a plain path such as `/` or `/kintai/`".into()),
+                    );
                     None
                 }
             }
@@ -929,17 +992,30 @@ fn decode_route(
 
     // Access: explicit public, or a named policy; never open by omission.
     let access = match (m.get("access"), m.get("policy")) {
-        (Some(a), None) => match d.one_of(a, &p.key("access"), &["public", "policy"])?.as_str() {
+        (Some(a), None) => match d
+            .one_of(a, &p.key("access"), &["public", "policy"])?
+            .as_str()
+        {
             "public" => Some(Access::Public),
             _ => {
-                d.error(a, &p.key("access"), "`access: policy` needs a `policy: <name>`", None);
+                d.error(
+                    a,
+                    &p.key("access"),
+                    "`access: policy` needs a `policy: <name>`",
+                    None,
+                );
                 None
             }
         },
         (Some(a), Some(pol)) => {
             let mode = d.one_of(a, &p.key("access"), &["public", "policy"])?;
             if mode == "public" {
-                d.error(a, &p.key("access"), "a route is either `access: public` or names a `policy`, not both", Some("remove one of the two".into()));
+                d.error(
+                    a,
+                    &p.key("access"),
+                    "a route is either `access: public` or names a `policy`, not both",
+                    Some("remove one of the two".into()),
+                );
                 None
             } else {
                 d.nonempty_string(pol, &p.key("policy")).map(Access::Policy)
@@ -966,7 +1042,9 @@ fn decode_route(
         Some(t) => {
             let tp = p.key("upstream_tls");
             let tm = d.map(t, &tp, &["ca", "server_name"])?;
-            let ca = tm.require(d, "ca").and_then(|c| file_path(d, c, &tp.key("ca"), base));
+            let ca = tm
+                .require(d, "ca")
+                .and_then(|c| file_path(d, c, &tp.key("ca"), base));
             let server_name = match tm.get("server_name") {
                 Some(s) => Some(d.nonempty_string(s, &tp.key("server_name"))?),
                 None => None,
@@ -997,7 +1075,15 @@ fn decode_route(
                     if up.scheme == http::uri::Scheme::HTTPS && upstream_tls.is_none() {
                         // The system roots are not consulted: upstreams inside a municipality
                         // are signed by its own CA, which must be named.
-                        d.error(item, &ip, "an `https` upstream needs `upstream_tls.ca`", Some("name the PEM file of the CA that signs the upstream's certificate".into()));
+                        d.error(
+                            item,
+                            &ip,
+                            "an `https` upstream needs `upstream_tls.ca`",
+                            Some(
+                                "name the PEM file of the CA that signs the upstream's certificate"
+                                    .into(),
+                            ),
+                        );
                         ok = false;
                     }
                     if let (Some(ip_addr), Some(zone_name)) = (up.ip, zone.as_deref()) {
@@ -1006,7 +1092,15 @@ fn decode_route(
                     out.push(up);
                 }
                 Err(why) => {
-                    d.error(item, &ip, format!("`{s}` is not an upstream URL: {why}"), Some("write `http://127.0.10.5:8080` or `https://portal.internal:8443`".into()));
+                    d.error(
+                        item,
+                        &ip,
+                        format!("`{s}` is not an upstream URL: {why}"),
+                        Some(
+                            "write `http://127.0.10.5:8080` or `https://portal.internal:8443`"
+                                .into(),
+                        ),
+                    );
                     ok = false;
                 }
             }
@@ -1031,7 +1125,12 @@ fn decode_route(
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!("listeners defined: {}", listener_names.join(", ")),
                     };
-                    d.error(node, &lp.index(i), format!("unknown listener `{l}`"), Some(hint));
+                    d.error(
+                        node,
+                        &lp.index(i),
+                        format!("unknown listener `{l}`"),
+                        Some(hint),
+                    );
                     ok = false;
                     continue;
                 };
@@ -1115,7 +1214,9 @@ fn check_upstream_zone(
                 node,
                 p,
                 format!("route `{route}` points at {ip}, inside isolated zone `{other}`"),
-                Some(format!("nothing may reach `{other}` through Sekisho; remove this upstream")),
+                Some(format!(
+                    "nothing may reach `{other}` through Sekisho; remove this upstream"
+                )),
             );
             return false;
         }
@@ -1150,9 +1251,9 @@ fn check_upstream_zone(
             Some(o) => format!(
                 "route `{route}` is in zone `{zone_name}`, but upstream {ip} belongs to zone `{o}`"
             ),
-            None => format!(
-                "upstream {ip} is outside zone `{zone_name}`'s `egress.allow` networks"
-            ),
+            None => {
+                format!("upstream {ip} is outside zone `{zone_name}`'s `egress.allow` networks")
+            }
         };
         d.error(
             node,
@@ -1191,7 +1292,10 @@ fn decode_timeouts(d: &mut Decoder, n: &Node, p: &Path) -> Option<Timeouts> {
 /// Parses `http://host:port` or `https://host:port` (no path, query or credentials).
 pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
     let uri: http::Uri = s.parse().map_err(|e| format!("{e}"))?;
-    let scheme = uri.scheme().cloned().ok_or("the scheme (`http://` or `https://`) is missing")?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or("the scheme (`http://` or `https://`) is missing")?;
     if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
         return Err(format!("scheme `{scheme}` is not supported"));
     }
@@ -1199,11 +1303,24 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
     if auth.as_str().contains('@') {
         return Err("credentials in the URL are not allowed".into());
     }
-    if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/" && !pq.as_str().is_empty()) {
+    if uri
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str() != "/" && !pq.as_str().is_empty())
+    {
         return Err("an upstream is a scheme, host and port only; use `strip_prefix` or path routing instead of a path".into());
     }
-    let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_owned();
-    let port = auth.port_u16().unwrap_or(if scheme == http::uri::Scheme::HTTPS { 443 } else { 80 });
+    let host = auth
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = auth
+        .port_u16()
+        .unwrap_or(if scheme == http::uri::Scheme::HTTPS {
+            443
+        } else {
+            80
+        });
     let ip = host.parse::<IpAddr>().ok();
     Ok(Upstream {
         scheme,
@@ -1252,7 +1369,9 @@ fn check_listen_addresses(
             column: 0,
             path: "admin.listen".into(),
             message: format!("the admin listener {} is not on loopback", a.listen),
-            hint: Some("metrics and readiness should be reachable only from the monitoring network".into()),
+            hint: Some(
+                "metrics and readiness should be reachable only from the monitoring network".into(),
+            ),
         });
     }
 }
@@ -1262,7 +1381,11 @@ fn check_listen_addresses(
 fn check_route_overlap(d: &mut Decoder, _n: &Node, p: &Path, routes: &[RouteDraft]) {
     for (i, a) in routes.iter().enumerate() {
         for b in &routes[i + 1..] {
-            let shared_listener = a.route.listeners.iter().any(|l| b.route.listeners.contains(l));
+            let shared_listener = a
+                .route
+                .listeners
+                .iter()
+                .any(|l| b.route.listeners.contains(l));
             if !shared_listener || a.route.path_prefix != b.route.path_prefix {
                 continue;
             }

@@ -110,7 +110,11 @@ impl Write for UpstreamIo {
 
 impl ZoneConnector {
     /// Resolves `host`, keeping only addresses the zone permits.
-    pub async fn permitted_addrs(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressError> {
+    pub async fn permitted_addrs(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, EgressError> {
         let resolved: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => tokio::net::lookup_host((host, port))
@@ -222,7 +226,11 @@ impl tower_service::Service<http::Uri> for ZoneConnector {
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_owned();
-            let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 };
+            let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+                443
+            } else {
+                80
+            };
             let port = uri.port_u16().unwrap_or(default_port);
             this.connect(host, port).await
         })

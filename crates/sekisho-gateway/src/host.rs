@@ -25,7 +25,9 @@ impl HostPattern {
             return Ok(HostPattern::Wildcard(rest.to_owned()));
         }
         if lower.contains('*') {
-            return Err("`*` is only allowed as the whole first label, as in `*.example.lg.jp`".into());
+            return Err(
+                "`*` is only allowed as the whole first label, as in `*.example.lg.jp`".into(),
+            );
         }
         validate_name(&lower)?;
         Ok(HostPattern::Exact(lower))
@@ -68,7 +70,10 @@ fn validate_name(s: &str) -> Result<(), String> {
         if label.is_empty() || label.len() > 63 {
             return Err("each label must be 1 to 63 characters".into());
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(format!(
                 "label `{label}` may contain only letters, digits and `-` (write internationalised names in their xn-- form)"
             ));
@@ -114,7 +119,10 @@ pub fn canonical_host(authority: &str) -> Option<String> {
 }
 
 fn valid_port(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+    !p.is_empty()
+        && p.len() <= 5
+        && p.bytes().all(|b| b.is_ascii_digit())
+        && p.parse::<u16>().is_ok()
 }
 
 #[cfg(test)]
@@ -143,10 +151,19 @@ mod tests {
 
     #[test]
     fn canonical_host_forms() {
-        assert_eq!(canonical_host("Portal.Example:8443").as_deref(), Some("portal.example"));
-        assert_eq!(canonical_host("portal.example.").as_deref(), Some("portal.example"));
+        assert_eq!(
+            canonical_host("Portal.Example:8443").as_deref(),
+            Some("portal.example")
+        );
+        assert_eq!(
+            canonical_host("portal.example.").as_deref(),
+            Some("portal.example")
+        );
         assert_eq!(canonical_host("[::1]:443").as_deref(), Some("[::1]"));
-        assert_eq!(canonical_host("127.0.0.1:8443").as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            canonical_host("127.0.0.1:8443").as_deref(),
+            Some("127.0.0.1")
+        );
         for bad in [
             "",
             "a..b",

@@ -9,6 +9,7 @@
 pub mod canon;
 pub mod config;
 pub mod egress;
+pub mod h1guard;
 pub mod host;
 pub mod metrics;
 pub mod pipeline;

@@ -87,14 +87,18 @@ impl Metrics {
             requests.clone(),
         );
         let request_duration =
-            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
         registry.register(
             "request_duration_seconds",
             "Time from request head to response head, seconds",
             request_duration.clone(),
         );
         let upstream_duration =
-            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
         registry.register(
             "upstream_duration_seconds",
             "Time the upstream took to answer with a response head, seconds",
@@ -119,7 +123,11 @@ impl Metrics {
             rejected.clone(),
         );
         let reloads = Family::<ResultLabels, Counter>::default();
-        registry.register("reloads", "Configuration reloads by result", reloads.clone());
+        registry.register(
+            "reloads",
+            "Configuration reloads by result",
+            reloads.clone(),
+        );
         let info = Family::<InfoLabels, Gauge>::default();
         registry.register(
             "build_info",

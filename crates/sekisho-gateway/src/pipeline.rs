@@ -20,7 +20,9 @@ use hyper::body::Incoming;
 use crate::canon;
 use crate::config::{Access, Route, RouteKind};
 use crate::host::canonical_host;
-use crate::metrics::{Metrics, RejectLabels, RequestLabels, RouteLabels, UpstreamErrorLabels, status_class};
+use crate::metrics::{
+    Metrics, RejectLabels, RequestLabels, RouteLabels, UpstreamErrorLabels, status_class,
+};
 use crate::proxy::{ForwardError, IdleTimeout};
 use crate::respond::{self, Body, Refusal};
 use crate::snapshot::Snapshot;
@@ -171,7 +173,9 @@ fn connection_nominated(headers: &HeaderMap) -> Vec<HeaderName> {
 fn is_upgrade(req: &Request<Incoming>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
-        && connection_nominated(req.headers()).iter().any(|n| n == "upgrade")
+        && connection_nominated(req.headers())
+            .iter()
+            .any(|n| n == "upgrade")
 }
 
 /// Step 1: refuse ambiguous requests and compute the canonical target.
@@ -201,7 +205,9 @@ fn normalise(req: &Request<Incoming>, conn: &ConnInfo) -> Result<Target, Refusal
     if hosts.len() > 1 {
         return Err(Refusal::BadRequest("duplicate_host"));
     }
-    let header_host = hosts.first().map(|h| h.to_str().map_err(|_| Refusal::BadRequest("bad_host")));
+    let header_host = hosts
+        .first()
+        .map(|h| h.to_str().map_err(|_| Refusal::BadRequest("bad_host")));
     let header_host = header_host.transpose()?;
     let uri_authority = req.uri().authority().map(|a| a.as_str());
     let authority = match (uri_authority, header_host) {
@@ -256,7 +262,8 @@ fn request_id(headers: &HeaderMap, trusted: bool) -> String {
         && let Some(v) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
         && !v.is_empty()
         && v.len() <= 128
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
     {
         return v.to_owned();
     }
@@ -309,9 +316,22 @@ pub async fn handle(
     };
 
     // 2. route
-    let Some(route) = snap.routes.lookup(&conn.listener, &target.host, &target.path).cloned() else {
+    let Some(route) = snap
+        .routes
+        .lookup(&conn.listener, &target.host, &target.path)
+        .cloned()
+    else {
         let resp = respond::refusal(&Refusal::NotFound, req.headers(), &rid, false);
-        finish(&gw, &conn, None, &rid, Decision::Deny, resp.status(), start, "no_route");
+        finish(
+            &gw,
+            &conn,
+            None,
+            &rid,
+            Decision::Deny,
+            resp.status(),
+            start,
+            "no_route",
+        );
         return Ok(resp);
     };
 
@@ -323,18 +343,45 @@ pub async fn handle(
     };
     if decision == Decision::Deny {
         let resp = respond::refusal(&Refusal::Forbidden, req.headers(), &rid, false);
-        finish(&gw, &conn, Some(&route), &rid, decision, resp.status(), start, why);
+        finish(
+            &gw,
+            &conn,
+            Some(&route),
+            &rid,
+            decision,
+            resp.status(),
+            start,
+            why,
+        );
         return Ok(resp);
     }
     if route.kind == RouteKind::ScreenTransfer && carries_file(req.headers()) {
         let resp = respond::refusal(&Refusal::Forbidden, req.headers(), &rid, false);
-        finish(&gw, &conn, Some(&route), &rid, Decision::Deny, resp.status(), start, "screen_transfer_file");
+        finish(
+            &gw,
+            &conn,
+            Some(&route),
+            &rid,
+            Decision::Deny,
+            resp.status(),
+            start,
+            "screen_transfer_file",
+        );
         return Ok(resp);
     }
 
     // 7. forward
     let resp = forward(&gw, &snap, &conn, &route, &target, &rid, trusted, req).await;
-    finish(&gw, &conn, Some(&route), &rid, decision, resp.status(), start, why);
+    finish(
+        &gw,
+        &conn,
+        Some(&route),
+        &rid,
+        decision,
+        resp.status(),
+        start,
+        why,
+    );
     Ok(resp)
 }
 
@@ -436,7 +483,11 @@ async fn forward(
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 6);
     let nominated = connection_nominated(&parts.headers);
     for (name, value) in &parts.headers {
-        if is_hop_by_hop(name) || nominated.contains(name) || name == header::HOST || is_reserved_header(name) {
+        if is_hop_by_hop(name)
+            || nominated.contains(name)
+            || name == header::HOST
+            || is_reserved_header(name)
+        {
             continue;
         }
         headers.append(name.clone(), value.clone());
@@ -444,20 +495,34 @@ async fn forward(
     // A trusted proxy in front of us may vouch for the original client and scheme.
     let peer_ip = conn.peer.ip().to_string();
     let mut xff = peer_ip.clone();
-    let mut proto = if conn.tls { "https".to_owned() } else { "http".to_owned() };
-    let mut fwd_host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    let mut proto = if conn.tls {
+        "https".to_owned()
+    } else {
+        "http".to_owned()
+    };
+    let mut fwd_host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
         .or_else(|| parts.uri.authority().map(|a| a.to_string()))
         .unwrap_or_else(|| target.host.clone());
     if trusted {
         if let Some(prev) = joined(&parts.headers, "x-forwarded-for") {
             xff = format!("{prev}, {peer_ip}");
         }
-        if let Some(p) = parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok())
+        if let Some(p) = parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
             && (p == "https" || p == "http")
         {
             proto = p.to_owned();
         }
-        if let Some(h) = parts.headers.get("x-forwarded-host").and_then(|v| v.to_str().ok())
+        if let Some(h) = parts
+            .headers
+            .get("x-forwarded-host")
+            .and_then(|v| v.to_str().ok())
             && canonical_host(h).is_some()
         {
             fwd_host = h.to_owned();
@@ -489,15 +554,30 @@ async fn forward(
     let mut up = Request::builder()
         .method(parts.method.clone())
         .uri(pq)
-        .version(if route.upstream_http2 { Version::HTTP_2 } else { Version::HTTP_11 });
+        .version(if route.upstream_http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        });
     if let Some(h) = up.headers_mut() {
         *h = headers;
     }
     let idle = route.timeouts.idle;
-    let body: Body = IdleTimeout::new(body, idle).boxed();
+    // Errors from the client's side of the body are marked, so a malformed or truncated
+    // upload is answered 400 (the client's fault), not 502.
+    let body: Body = IdleTimeout::new(body, idle)
+        .map_err(|e| -> crate::respond::BoxError { Box::new(ClientBodyError(e)) })
+        .boxed();
     let up = match up.body(body) {
         Ok(r) => r,
-        Err(_) => return respond::refusal(&Refusal::BadRequest("unforwardable"), &parts.headers, rid, true),
+        Err(_) => {
+            return respond::refusal(
+                &Refusal::BadRequest("unforwardable"),
+                &parts.headers,
+                rid,
+                true,
+            );
+        }
     };
 
     let started = Instant::now();
@@ -506,7 +586,10 @@ async fn forward(
         route: route.name.clone(),
         zone: route.zone.clone(),
     };
-    gw.metrics.upstream_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    gw.metrics
+        .upstream_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
     let (mut resp, _upstream) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -518,11 +601,12 @@ async fn forward(
                 })
                 .inc();
             tracing::warn!(request_id = %rid, route = %route.name, error.kind = e.kind(), error = ?e, "upstream failed");
-            let refusal = match e {
-                ForwardError::Timeout => Refusal::UpstreamTimeout,
-                _ => Refusal::UpstreamUnavailable,
+            let (refusal, close) = match e {
+                ForwardError::Timeout => (Refusal::UpstreamTimeout, false),
+                ForwardError::ClientBody(_) => (Refusal::BadRequest("bad_request_body"), true),
+                _ => (Refusal::UpstreamUnavailable, false),
             };
-            return respond::refusal(&refusal, &parts.headers, rid, false);
+            return respond::refusal(&refusal, &parts.headers, rid, close);
         }
     };
 
@@ -570,13 +654,25 @@ async fn forward(
         rparts.headers.insert(header::CACHE_CONTROL, v);
     }
     if let Ok(v) = HeaderValue::from_str(rid) {
-        rparts.headers.insert(HeaderName::from_static("x-request-id"), v);
+        rparts
+            .headers
+            .insert(HeaderName::from_static("x-request-id"), v);
     }
     Response::from_parts(rparts, IdleTimeout::new(rbody, idle).boxed())
 }
 
+/// An error reading the client's request body (malformed chunking, a client that went
+/// away, an idle timeout on the upload).
+#[derive(Debug, thiserror::Error)]
+#[error("client request body: {0}")]
+pub struct ClientBodyError(pub crate::respond::BoxError);
+
 fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
-    let parts: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
@@ -603,7 +699,13 @@ mod tests {
             let name = HeaderName::from_bytes(n.as_bytes()).unwrap();
             assert!(is_reserved_header(&name), "{n}");
         }
-        for n in ["accept", "cookie", "authorization", "x-csrf-token", "content-type"] {
+        for n in [
+            "accept",
+            "cookie",
+            "authorization",
+            "x-csrf-token",
+            "content-type",
+        ] {
             let name = HeaderName::from_bytes(n.as_bytes()).unwrap();
             assert!(!is_reserved_header(&name), "{n}");
         }

@@ -36,6 +36,8 @@ pub enum ForwardError {
     Timeout,
     /// The connection broke or the upstream spoke invalid HTTP.
     Protocol(String),
+    /// The client's request body failed (malformed, truncated, too slow).
+    ClientBody(String),
 }
 
 impl ForwardError {
@@ -44,6 +46,7 @@ impl ForwardError {
             ForwardError::Connect(kind, _) => kind,
             ForwardError::Timeout => "timeout",
             ForwardError::Protocol(_) => "protocol",
+            ForwardError::ClientBody(_) => "client_body",
         }
     }
 }
@@ -134,7 +137,11 @@ impl UpstreamPool {
                 Err(e) => return Err(ForwardError::Protocol(e.to_string())),
             };
             let req = Request::from_parts(p, Reclaim::new(slot.clone()));
-            let sent = tokio::time::timeout(self.route.timeouts.response_header, self.client.request(req)).await;
+            let sent = tokio::time::timeout(
+                self.route.timeouts.response_header,
+                self.client.request(req),
+            )
+            .await;
             match sent {
                 Err(_) => return Err(ForwardError::Timeout),
                 Ok(Ok(resp)) => return Ok((resp, i)),
@@ -144,13 +151,22 @@ impl UpstreamPool {
                         Ordering::Relaxed,
                     );
                     let kind = find_egress(&e).map(EgressError::kind).unwrap_or("connect");
-                    last_err = Some(ForwardError::Connect(kind, format!("{up}: {}", error_chain(&e))));
+                    last_err = Some(ForwardError::Connect(
+                        kind,
+                        format!("{up}: {}", error_chain(&e)),
+                    ));
                     // The body can be retried only if it was never handed to a connection.
                     if slot.lock().map(|s| s.is_none()).unwrap_or(true) {
                         break;
                     }
                 }
-                Ok(Err(e)) => return Err(ForwardError::Protocol(format!("{up}: {}", error_chain(&e)))),
+                Ok(Err(e)) => {
+                    let chain = error_chain(&e);
+                    if find_in_chain::<crate::pipeline::ClientBodyError>(&e).is_some() {
+                        return Err(ForwardError::ClientBody(chain));
+                    }
+                    return Err(ForwardError::Protocol(format!("{up}: {chain}")));
+                }
             }
         }
         Err(last_err.unwrap_or(ForwardError::Connect("connect", "no upstream".into())))
@@ -158,10 +174,16 @@ impl UpstreamPool {
 }
 
 fn find_egress<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a EgressError> {
+    find_in_chain::<EgressError>(e)
+}
+
+fn find_in_chain<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(eg) = err.downcast_ref::<EgressError>() {
-            return Some(eg);
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
         }
         cur = err.source();
     }

@@ -51,7 +51,8 @@ impl RouteTable {
     pub fn lookup(&self, listener: &str, host: &str, path: &str) -> Option<&Arc<Route>> {
         let table = self.by_listener.get(listener)?;
         let pick = |list: &'_ Vec<Arc<Route>>| -> Option<usize> {
-            list.iter().position(|r| prefix_matches(&r.path_prefix, path))
+            list.iter()
+                .position(|r| prefix_matches(&r.path_prefix, path))
         };
         if let Some(list) = table.exact.get(host)
             && let Some(i) = pick(list)

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Limits, LoadError};
+use crate::h1guard::{H1Guard, OnReject};
 use crate::metrics::{ListenerLabels, Metrics, ResultLabels};
 use crate::pipeline::{ConnInfo, Gateway, handle};
 use crate::respond::{self, Body};
@@ -73,19 +74,23 @@ pub async fn start(config_path: &Path) -> Result<Running, StartError> {
     let limits = snapshot.config.limits.clone();
     let mut bound = Vec::new();
     for l in &snapshot.config.listeners {
-        let tcp = TcpListener::bind(l.listen).await.map_err(|source| StartError::Bind {
-            name: l.name.clone(),
-            addr: l.listen,
-            source,
-        })?;
+        let tcp = TcpListener::bind(l.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                name: l.name.clone(),
+                addr: l.listen,
+                source,
+            })?;
         bound.push((l.name.clone(), l.zone.clone(), l.tls.is_some(), tcp));
     }
     let admin_addr = snapshot.config.admin.listen;
-    let admin = TcpListener::bind(admin_addr).await.map_err(|source| StartError::Bind {
-        name: "admin".into(),
-        addr: admin_addr,
-        source,
-    })?;
+    let admin = TcpListener::bind(admin_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            name: "admin".into(),
+            addr: admin_addr,
+            source,
+        })?;
     let gateway = Gateway::new(snapshot, metrics);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -117,7 +122,11 @@ pub async fn start(config_path: &Path) -> Result<Running, StartError> {
     tasks.spawn(admin_loop(gateway.clone(), admin, shutdown_rx.clone()));
     // Both series exist from the start, so a dashboard shows 0 failures rather than nothing.
     for result in ["success", "failure"] {
-        gateway.metrics.reloads.get_or_create(&ResultLabels { result }).inc_by(0);
+        gateway
+            .metrics
+            .reloads
+            .get_or_create(&ResultLabels { result })
+            .inc_by(0);
     }
     gateway.ready.store(true, Ordering::Release);
     Ok(Running {
@@ -156,12 +165,16 @@ impl Running {
                 }
                 self.gateway.snapshot.store(Arc::new(new));
                 m.set_config_version(&version);
-                m.reloads.get_or_create(&ResultLabels { result: "success" }).inc();
+                m.reloads
+                    .get_or_create(&ResultLabels { result: "success" })
+                    .inc();
                 tracing::info!(config.version = %version, "configuration reloaded");
                 Ok(version)
             }
             Err(e) => {
-                m.reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
+                m.reloads
+                    .get_or_create(&ResultLabels { result: "failure" })
+                    .inc();
                 tracing::error!(
                     "configuration reload refused; the previous configuration keeps serving:\n{e}"
                 );
@@ -197,7 +210,10 @@ impl Running {
         let drain = self.gateway.snapshot.load().config.limits.drain_timeout;
         let _ = self.shutdown.send(true);
         let all = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(drain + Duration::from_secs(1), all).await.is_err() {
+        if tokio::time::timeout(drain + Duration::from_secs(1), all)
+            .await
+            .is_err()
+        {
             tracing::warn!("drain timeout reached; closing remaining connections");
             self.tasks.abort_all();
         }
@@ -215,9 +231,12 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
-    let gauge = gw.metrics.open_connections.get_or_create_owned(&ListenerLabels {
-        listener: name.clone(),
-    });
+    let gauge = gw
+        .metrics
+        .open_connections
+        .get_or_create_owned(&ListenerLabels {
+            listener: name.clone(),
+        });
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -258,7 +277,8 @@ async fn serve_connection(
     shutdown: watch::Receiver<bool>,
 ) {
     if conn.tls {
-        let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+        let acceptor =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
         let start = match tokio::time::timeout(limits.header_read_timeout, acceptor).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -267,22 +287,56 @@ async fn serve_connection(
             }
             Err(_) => return,
         };
-        conn.sni = start.client_hello().server_name().map(str::to_ascii_lowercase);
+        conn.sni = start
+            .client_hello()
+            .server_name()
+            .map(str::to_ascii_lowercase);
         let Some(cfg) = gw.snapshot.load().server_tls.get(&conn.listener).cloned() else {
             return;
         };
-        let tls = match tokio::time::timeout(limits.header_read_timeout, start.into_stream(cfg)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::debug!(listener = %conn.listener, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => return,
-        };
-        serve_http(gw, conn, TokioIo::new(tls), &limits, shutdown).await;
+        let tls =
+            match tokio::time::timeout(limits.header_read_timeout, start.into_stream(cfg)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = %conn.listener, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            serve_http(gw, conn, TokioIo::new(tls), &limits, shutdown).await;
+        } else {
+            let guard = H1Guard::new(tls, false, reject_counter(&gw, &conn));
+            serve_http(gw, conn, TokioIo::new(guard), &limits, shutdown).await;
+        }
     } else {
-        serve_http(gw, conn, TokioIo::new(stream), &limits, shutdown).await;
+        let guard = H1Guard::new(stream, true, reject_counter(&gw, &conn));
+        serve_http(gw, conn, TokioIo::new(guard), &limits, shutdown).await;
     }
+}
+
+/// Counts and logs requests the HTTP/1 guard refused (they never reach the pipeline).
+fn reject_counter(gw: &Arc<Gateway>, conn: &ConnInfo) -> OnReject {
+    let metrics = gw.metrics.clone();
+    let listener = conn.listener.clone();
+    let peer = conn.peer;
+    Arc::new(move |reason: &'static str| {
+        metrics
+            .rejected
+            .get_or_create(&crate::metrics::RejectLabels {
+                listener: listener.clone(),
+                reason,
+            })
+            .inc();
+        tracing::info!(
+            target: "sekisho::access",
+            listener = %listener,
+            client.ip = %peer.ip(),
+            status = 400,
+            reason,
+            "ambiguous HTTP/1 request refused"
+        );
+    })
 }
 
 async fn serve_http<I>(
@@ -347,12 +401,19 @@ async fn admin_loop(gw: Arc<Gateway>, tcp: TcpListener, mut shutdown: watch::Rec
     }
 }
 
-async fn admin(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+async fn admin(
+    gw: Arc<Gateway>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
     let text = |status: StatusCode, body: String, ct: &'static str| {
         let mut r = Response::new(respond::full(body));
         *r.status_mut() = status;
-        r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
-        r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
         r
     };
     let resp = match (req.method(), req.uri().path()) {
@@ -361,7 +422,11 @@ async fn admin(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Body
             if gw.is_ready() {
                 text(StatusCode::OK, "ready\n".into(), "text/plain")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), "text/plain")
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready\n".into(),
+                    "text/plain",
+                )
             }
         }
         (&http::Method::GET, "/metrics") => text(
@@ -379,7 +444,13 @@ async fn admin(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Body
 pub fn watch_files(
     running: &Running,
     on_change: impl Fn() + Send + 'static,
-) -> Result<notify_debouncer_full::Debouncer<notify_debouncer_full::notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>, String> {
+) -> Result<
+    notify_debouncer_full::Debouncer<
+        notify_debouncer_full::notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+    String,
+> {
     use notify_debouncer_full::notify::RecursiveMode;
     let files: HashSet<PathBuf> = running
         .watched_files()
@@ -396,7 +467,9 @@ pub fn watch_files(
         None,
         move |res: notify_debouncer_full::DebounceEventResult| {
             if let Ok(events) = res
-                && events.iter().any(|e| e.paths.iter().any(|p| watched.contains(p)))
+                && events
+                    .iter()
+                    .any(|e| e.paths.iter().any(|p| watched.contains(p)))
             {
                 on_change();
             }
@@ -405,7 +478,9 @@ pub fn watch_files(
     .map_err(|e| e.to_string())?;
     for d in dirs {
         // Watch directories, not files: editors replace files by renaming.
-        debouncer.watch(&d, RecursiveMode::NonRecursive).map_err(|e| format!("{}: {e}", d.display()))?;
+        debouncer
+            .watch(&d, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("{}: {e}", d.display()))?;
     }
     Ok(debouncer)
 }

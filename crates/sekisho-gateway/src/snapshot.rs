@@ -42,7 +42,14 @@ impl Snapshot {
                 }
                 Err(e) => errors.push(Diagnostic {
                     path: format!("listeners.{}.tls", l.name),
-                    ..Diagnostic::file_error(&file, e, Some("check that the certificate and key are PEM files that belong together".into()))
+                    ..Diagnostic::file_error(
+                        &file,
+                        e,
+                        Some(
+                            "check that the certificate and key are PEM files that belong together"
+                                .into(),
+                        ),
+                    )
                 }),
             }
         }
@@ -63,7 +70,9 @@ impl Snapshot {
         }
         if !errors.is_empty() {
             errors.extend(config.warnings.iter().cloned());
-            return Err(LoadError { diagnostics: errors });
+            return Err(LoadError {
+                diagnostics: errors,
+            });
         }
         let routes = RouteTable::build(&config);
         Ok(Snapshot {

@@ -41,20 +41,41 @@ async fn http1_request_reaches_upstream_with_gateway_headers_only() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["cache-control"], "no-store", "LGWAN zone response control");
+    assert_eq!(
+        resp.headers()["cache-control"],
+        "no-store",
+        "LGWAN zone response control"
+    );
     let rid = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_ne!(rid, "spoofed-id");
     let seen = up.requests();
     assert_eq!(seen.len(), 1);
     let s = &seen[0];
-    assert_eq!(s.uri, "/a/b/c?q=1", "the canonical path is what is forwarded");
+    assert_eq!(
+        s.uri, "/a/b/c?q=1",
+        "the canonical path is what is forwarded"
+    );
     assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(s.headers["x-forwarded-proto"], "https");
     assert_eq!(s.headers["x-request-id"].to_str().unwrap(), rid);
-    assert!(s.headers["x-forwarded-host"].to_str().unwrap().starts_with(SITE));
+    assert!(
+        s.headers["x-forwarded-host"]
+            .to_str()
+            .unwrap()
+            .starts_with(SITE)
+    );
     assert!(s.headers["host"].to_str().unwrap().starts_with(SITE));
-    for spoofed in ["x_forwarded_email", "x-sekisho-user", "x-original-url", "forwarded", "x-secret"] {
-        assert!(!s.headers.contains_key(spoofed), "{spoofed} must not reach the upstream");
+    for spoofed in [
+        "x_forwarded_email",
+        "x-sekisho-user",
+        "x-original-url",
+        "forwarded",
+        "x-secret",
+    ] {
+        assert!(
+            !s.headers.contains_key(spoofed),
+            "{spoofed} must not reach the upstream"
+        );
     }
     assert_eq!(s.headers.get_all("x-forwarded-for").iter().count(), 1);
     // The LGWAN zone binds its egress to 127.0.10.1.
@@ -65,7 +86,12 @@ async fn http1_request_reaches_upstream_with_gateway_headers_only() {
 async fn http2_client_reaches_http1_upstream() {
     let up = echo("portal", "127.0.10.3:0").await;
     let gw = gateway(&public_route(&[up.addr])).await;
-    let resp = gw.client_h2("lgwan-https").get(gw.url("lgwan-https", "/h2")).send().await.unwrap();
+    let resp = gw
+        .client_h2("lgwan-https")
+        .get(gw.url("lgwan-https", "/h2"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
     assert_eq!(up.requests()[0].version, http::Version::HTTP_11);
@@ -87,7 +113,12 @@ async fn http2_upstream_with_prior_knowledge() {
         up.addr
     ))
     .await;
-    let resp = gw.client("lgwan-https").get(gw.url("lgwan-https", "/x")).send().await.unwrap();
+    let resp = gw
+        .client("lgwan-https")
+        .get(gw.url("lgwan-https", "/x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(up.requests()[0].version, http::Version::HTTP_2);
 }
@@ -98,13 +129,21 @@ async fn requests_without_a_route_get_404_and_reach_nobody() {
     let gw = gateway(&public_route(&[up.addr])).await;
     let c = client(&gw.pki, gw.addr("lgwan-https"), false);
     let resp = c
-        .get(format!("https://other.test.localhost:{}/", gw.addr("lgwan-https").port()))
+        .get(format!(
+            "https://other.test.localhost:{}/",
+            gw.addr("lgwan-https").port()
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
     // The route is on the LGWAN listener only; the internet listener does not serve it.
-    let resp = gw.client("internet-https").get(gw.url("internet-https", "/")).send().await.unwrap();
+    let resp = gw
+        .client("internet-https")
+        .get(gw.url("internet-https", "/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(up.count(), 0);
 }
@@ -160,11 +199,31 @@ async fn upstream_down_gives_502_and_slow_upstream_gives_504() {
     ))
     .await;
     let c = gw.client("lgwan-https");
-    assert_eq!(c.get(gw.url("lgwan-https", "/down")).send().await.unwrap().status(), 502);
-    assert_eq!(c.get(gw.url("lgwan-https", "/slow")).send().await.unwrap().status(), 504);
+    assert_eq!(
+        c.get(gw.url("lgwan-https", "/down"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        502
+    );
+    assert_eq!(
+        c.get(gw.url("lgwan-https", "/slow"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        504
+    );
     let m = gw.metrics().await;
-    assert!(m.contains(r#"sekisho_upstream_errors_total{route="down",kind="connect"} 1"#), "{m}");
-    assert!(m.contains(r#"sekisho_upstream_errors_total{route="slow",kind="timeout"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"sekisho_upstream_errors_total{route="down",kind="connect"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"sekisho_upstream_errors_total{route="slow",kind="timeout"} 1"#),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -175,13 +234,32 @@ async fn round_robin_skips_a_failed_upstream() {
     let gw = gateway(&public_route(&[a.addr, dead, b.addr])).await;
     let c = gw.client("lgwan-https");
     for i in 0..12 {
-        let r = c.post(gw.url("lgwan-https", &format!("/rr/{i}"))).body("payload").send().await.unwrap();
+        let r = c
+            .post(gw.url("lgwan-https", &format!("/rr/{i}")))
+            .body("payload")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "request {i}");
     }
-    assert_eq!(a.count() + b.count(), 12, "every request answered, none lost to the dead upstream");
-    assert!(a.count() >= 4 && b.count() >= 4, "a={} b={}", a.count(), b.count());
+    assert_eq!(
+        a.count() + b.count(),
+        12,
+        "every request answered, none lost to the dead upstream"
+    );
+    assert!(
+        a.count() >= 4 && b.count() >= 4,
+        "a={} b={}",
+        a.count(),
+        b.count()
+    );
     // The POST body survived the retry after the dead upstream refused the connection.
-    assert!(a.requests().iter().chain(b.requests().iter()).all(|s| s.body_len == 7));
+    assert!(
+        a.requests()
+            .iter()
+            .chain(b.requests().iter())
+            .all(|s| s.body_len == 7)
+    );
 }
 
 #[tokio::test]
@@ -200,9 +278,18 @@ async fn egress_is_checked_on_every_resolved_address() {
         up.addr.port()
     ))
     .await;
-    let r = gw.client("lgwan-https").get(gw.url("lgwan-https", "/")).send().await.unwrap();
+    let r = gw
+        .client("lgwan-https")
+        .get(gw.url("lgwan-https", "/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
-    assert_eq!(up.count(), 0, "the upstream outside the zone was never contacted");
+    assert_eq!(
+        up.count(),
+        0,
+        "the upstream outside the zone was never contacted"
+    );
     let m = gw.metrics().await;
     assert!(m.contains(r#"kind="egress_denied"} 1"#), "{m}");
 }
@@ -210,7 +297,9 @@ async fn egress_is_checked_on_every_resolved_address() {
 #[tokio::test]
 async fn tls_upstream_verified_against_configured_ca() {
     let up_pki = Pki::new(&["portal.internal", "127.0.10.12"]);
-    let listener = tokio::net::TcpListener::bind("127.0.10.12:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.10.12:0")
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let certs = sekisho_gateway::tls::ListenerCerts::load(&sekisho_gateway::config::ListenerTls {
         certificates: vec![sekisho_gateway::config::CertPair {
@@ -224,13 +313,22 @@ async fn tls_upstream_verified_against_configured_ca() {
         while let Ok((s, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(s).await else { return };
-                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    Ok::<_, std::convert::Infallible>(http::Response::new(format!("tls upstream saw {}", req.uri())))
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                    .await;
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(format!(
+                            "tls upstream saw {}",
+                            req.uri()
+                        )))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
             });
         }
     });
@@ -246,7 +344,12 @@ async fn tls_upstream_verified_against_configured_ca() {
         ca = up_pki.path("ca.pem").display()
     ))
     .await;
-    let r = gw.client("lgwan-https").get(gw.url("lgwan-https", "/secure")).send().await.unwrap();
+    let r = gw
+        .client("lgwan-https")
+        .get(gw.url("lgwan-https", "/secure"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "tls upstream saw /secure");
 
@@ -263,7 +366,12 @@ async fn tls_upstream_verified_against_configured_ca() {
         ca = gw.pki.path("ca.pem").display()
     ));
     gw.running.reload().unwrap();
-    let r = gw.client("lgwan-https").get(gw.url("lgwan-https", "/secure")).send().await.unwrap();
+    let r = gw
+        .client("lgwan-https")
+        .get(gw.url("lgwan-https", "/secure"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
 }
 
@@ -271,15 +379,21 @@ async fn tls_upstream_verified_against_configured_ca() {
 async fn websocket_upgrade_is_proxied() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    let listener = tokio::net::TcpListener::bind("127.0.10.13:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.10.13:0")
+        .await
+        .unwrap();
     let up = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
                 while let Some(Ok(msg)) = ws.next().await {
                     if msg.is_text() {
-                        let _ = ws.send(Message::text(format!("echo: {}", msg.to_text().unwrap()))).await;
+                        let _ = ws
+                            .send(Message::text(format!("echo: {}", msg.to_text().unwrap())))
+                            .await;
                     }
                 }
             });
@@ -287,7 +401,9 @@ async fn websocket_upgrade_is_proxied() {
     });
     let gw = gateway(&public_route(&[up])).await;
     let connector = tokio_rustls::TlsConnector::from(tls_client_config(&gw.pki, &[b"http/1.1"]));
-    let tcp = tokio::net::TcpStream::connect(gw.addr("lgwan-https")).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.addr("lgwan-https"))
+        .await
+        .unwrap();
     let tls = connector
         .connect(rustls_pki_types::ServerName::try_from(SITE).unwrap(), tcp)
         .await
@@ -296,7 +412,11 @@ async fn websocket_upgrade_is_proxied() {
     let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.unwrap();
     assert_eq!(resp.status(), 101);
     ws.send(Message::text("こんにちは")).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(reply.to_text().unwrap(), "echo: こんにちは");
 }
 
@@ -304,21 +424,38 @@ async fn websocket_upgrade_is_proxied() {
 async fn admin_endpoints_live_on_the_admin_listener_only() {
     let up = echo("portal", "127.0.10.14:0").await;
     let gw = gateway(&public_route(&[up.addr])).await;
-    let ready = reqwest::get(format!("http://{}/readyz", gw.running.admin)).await.unwrap();
+    let ready = reqwest::get(format!("http://{}/readyz", gw.running.admin))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
-    let health = reqwest::get(format!("http://{}/healthz", gw.running.admin)).await.unwrap();
+    let health = reqwest::get(format!("http://{}/healthz", gw.running.admin))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     let c = gw.client("lgwan-https");
     c.get(gw.url("lgwan-https", "/x")).send().await.unwrap();
     let m = gw.metrics().await;
     assert!(m.contains(r#"sekisho_requests_total{route="portal",zone="lgwan",status_class="2xx",decision="allow"} 1"#), "{m}");
     assert!(m.contains("sekisho_request_duration_seconds_bucket"), "{m}");
-    assert!(m.contains("sekisho_upstream_duration_seconds_bucket"), "{m}");
-    assert!(m.contains(r#"sekisho_open_connections{listener="lgwan-https"}"#), "{m}");
+    assert!(
+        m.contains("sekisho_upstream_duration_seconds_bucket"),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"sekisho_open_connections{listener="lgwan-https"}"#),
+        "{m}"
+    );
     assert!(m.contains("sekisho_build_info{config_version="), "{m}");
     // The public listener forwards /metrics to the upstream like any path: the gateway's
     // own metrics never appear there.
-    let body = c.get(gw.url("lgwan-https", "/metrics")).send().await.unwrap().text().await.unwrap();
+    let body = c
+        .get(gw.url("lgwan-https", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(body.starts_with("upstream portal saw /metrics"), "{body}");
     assert!(!body.contains("sekisho_requests_total"));
 }

@@ -35,13 +35,15 @@ impl Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "Sekisho test CA");
+        ca.distinguished_name
+            .push(DnType::CommonName, "Sekisho test CA");
         ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate().unwrap();
         let mut params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
         params.distinguished_name.push(DnType::CommonName, names[0]);
         let cert = params.signed_by(&key, &issuer).unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
@@ -99,7 +101,9 @@ pub async fn echo(name: &str, bind: &str) -> Echo {
     let name = name.to_owned();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, peer)) = listener.accept().await else { break };
+            let Ok((stream, peer)) = listener.accept().await else {
+                break;
+            };
             let seen = seen.clone();
             let name = name.clone();
             tokio::spawn(async move {
@@ -111,7 +115,11 @@ pub async fn echo(name: &str, bind: &str) -> Echo {
                         let uri = req.uri().to_string();
                         let version = req.version();
                         let headers = req.headers().clone();
-                        let query_size = req.uri().query().and_then(|q| q.strip_prefix("size=")).and_then(|s| s.parse::<u64>().ok());
+                        let query_size = req
+                            .uri()
+                            .query()
+                            .and_then(|q| q.strip_prefix("size="))
+                            .and_then(|s| s.parse::<u64>().ok());
                         let mut body = req.into_body();
                         let mut body_len = 0u64;
                         while let Some(frame) = body.frame().await {
@@ -121,15 +129,33 @@ pub async fn echo(name: &str, bind: &str) -> Echo {
                                         body_len += d.len() as u64;
                                     }
                                 }
-                                Err(_) => break,
+                                // Like any application, act only on complete requests.
+                                Err(_) => {
+                                    return Ok(Response::new(
+                                        Full::new(Bytes::new())
+                                            .map_err(|never| match never {})
+                                            .boxed(),
+                                    ));
+                                }
                             }
                         }
-                        seen.lock().unwrap().push(Seen { method, uri: uri.clone(), version, headers, body_len, peer });
+                        seen.lock().unwrap().push(Seen {
+                            method,
+                            uri: uri.clone(),
+                            version,
+                            headers,
+                            body_len,
+                            peer,
+                        });
                         if let Some(size) = query_size {
                             return Ok::<_, Infallible>(Response::new(stream_body(size)));
                         }
                         let text = format!("upstream {name} saw {uri} body {body_len}");
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed()))
+                        Ok::<_, Infallible>(Response::new(
+                            Full::new(Bytes::from(text))
+                                .map_err(|never| match never {})
+                                .boxed(),
+                        ))
                     }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -153,7 +179,10 @@ pub fn stream_body(size: u64) -> TestBody {
                 return None;
             }
             let n = left.min(chunk.len() as u64);
-            Some((Ok::<_, Infallible>(hyper::body::Frame::data(chunk.slice(..n as usize))), left - n))
+            Some((
+                Ok::<_, Infallible>(hyper::body::Frame::data(chunk.slice(..n as usize))),
+                left - n,
+            ))
         }
     });
     http_body_util::StreamBody::new(stream).boxed()
@@ -221,7 +250,12 @@ impl Gw {
         format!("https://{SITE}:{}{path}", self.addr(listener).port())
     }
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.running.admin)).await.unwrap().text().await.unwrap()
+        reqwest::get(format!("http://{}/metrics", self.running.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
     pub fn rewrite_config(&self, yaml: &str) {
         std::fs::write(&self.config_path, full_yaml(&self.pki, yaml)).unwrap();
@@ -269,7 +303,11 @@ pub async fn gateway_with(pki: Pki, routes_yaml: &str) -> Gw {
         Ok(r) => r,
         Err(e) => panic!("gateway did not start:\n{e}"),
     };
-    Gw { running, config_path, pki }
+    Gw {
+        running,
+        config_path,
+        pki,
+    }
 }
 
 pub fn client(pki: &Pki, addr: SocketAddr, h2: bool) -> reqwest::Client {
@@ -279,7 +317,11 @@ pub fn client(pki: &Pki, addr: SocketAddr, h2: bool) -> reqwest::Client {
         .resolve("other.test.localhost", addr)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none());
-    b = if h2 { b.http2_prior_knowledge() } else { b.http1_only() };
+    b = if h2 {
+        b.http2_prior_knowledge()
+    } else {
+        b.http1_only()
+    };
     b.build().unwrap()
 }
 
@@ -307,13 +349,17 @@ pub async fn raw_tls(pki: &Pki, addr: SocketAddr, sni: &str, request: &[u8]) -> 
     let mut tls = connector.connect(name, tcp).await.unwrap();
     tls.write_all(request).await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), tls.read_to_end(&mut out)).await;
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(3), tls.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The status code of the first response in a raw HTTP/1.1 answer.
 pub fn status_of(raw: &str) -> u16 {
-    raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn write(path: &Path, text: &str) {
