@@ -263,6 +263,8 @@ pub fn verify_with(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Aud
 
     for tf in &trail {
         let name = tf.name();
+        // Copies are recognised within a file; memory stays bounded by the largest file.
+        seen_hashes.clear();
         let data = std::fs::read(&tf.path).map_err(|e| AuditError::io(&tf.path, e))?;
         let mut lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
         // `split` yields a final empty piece after the last newline; anything else is torn.

@@ -465,6 +465,9 @@ impl Inner {
                 (seq, prev, Some(last.clone()))
             }
         };
+        if let Some(path) = &sidecar {
+            check_against_last_checkpoint(path, seq, &prev)?;
+        }
         let (current, rotate_reason) = match last_file {
             // Same day — or the clock went back: never write into an earlier file.
             Some(f) if f.date >= today => {
@@ -1167,4 +1170,26 @@ fn last_record(files: &[TrailFile]) -> Result<(u64, String), AuditError> {
         return Ok((rec.seq, line_hash(line)));
     }
     Ok((0, GENESIS_PREV.to_string()))
+}
+
+/// Refuse to continue a trail whose end is missing or changed compared with the last
+/// signed checkpoint: continuing would reuse sequence numbers and hide the damage.
+/// (A checkpoint is only ever written after the records it covers were fsynced, so a
+/// crash cannot cause this.)
+fn check_against_last_checkpoint(sidecar: &Path, seq: u64, prev: &str) -> Result<(), AuditError> {
+    let Some(Ok(cp)) = crate::checkpoint::read_sidecar(sidecar)?.pop() else {
+        return Ok(());
+    };
+    if cp.seq > seq {
+        return Err(AuditError::Corrupt(format!(
+            "the trail ends at seq {seq} but checkpoint attests seq {} (file {}): records were removed; run `sekisho audit verify`",
+            cp.seq, cp.file
+        )));
+    }
+    if cp.seq == seq && cp.hash != prev {
+        return Err(AuditError::Corrupt(format!(
+            "the last record (seq {seq}) differs from the last checkpoint: run `sekisho audit verify`"
+        )));
+    }
+    Ok(())
 }

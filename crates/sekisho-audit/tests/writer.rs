@@ -381,3 +381,34 @@ async fn a_clock_going_back_never_writes_into_an_earlier_file() {
     assert!(rep.is_ok(), "{rep}");
     assert_eq!(rep.records as usize, read_lines(dir.path()).len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_continue_a_trail_cut_short_of_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (private, _) = sekisho_audit::checkpoint::generate_key_pair().unwrap();
+    std::fs::write(keys.path().join("k.pem"), private).unwrap();
+    let mut cfg = strict_cfg(dir.path());
+    cfg.checkpoint = Some(sekisho_audit::CheckpointConfig::new(
+        keys.path().join("k.pem"),
+    ));
+    let clk = clock("2026-11-23T01:00:00Z");
+    let (h, task) = start(cfg.clone(), clk.clone());
+    for i in 0..3 {
+        h.append(access(i, Decision::Allow)).await.unwrap();
+    }
+    h.shutdown(stop()).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(h.metrics().checkpoints, 1);
+    // A clean restart is fine.
+    let (h, task) = start(cfg.clone(), clk.clone());
+    h.shutdown(stop()).await.unwrap();
+    task.await.unwrap().unwrap();
+    // Cut the last record off.
+    let file = dir.path().join("audit-2026-11-23-0001.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let keep: Vec<&str> = text.lines().collect();
+    std::fs::write(&file, keep[..keep.len() - 1].join("\n") + "\n").unwrap();
+    let err = sekisho_audit::AuditWriter::start(cfg, clk).unwrap_err();
+    assert!(matches!(err, AuditError::Corrupt(_)), "{err}");
+}
