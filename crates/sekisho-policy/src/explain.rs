@@ -118,9 +118,31 @@ fn trace_cond(c: &Cond, input: &Input, s: &Settings, positive: bool) -> CondTrac
     }
 }
 
+/// A time in the policy set's time zone, as IT officers read it.
+fn local(s: &Settings, t: jiff::Timestamp) -> String {
+    format!(
+        "{} {}",
+        s.timezone.to_datetime(t).strftime("%Y-%m-%d %H:%M"),
+        s.timezone_name
+    )
+}
+
+/// `3d 4h 5m`; negative ages (times in the future) are shown as `in the future`.
+fn age(secs: i64) -> String {
+    if secs < 0 {
+        return "0m (in the future)".into();
+    }
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (d, h) {
+        (0, 0) => format!("{m}m"),
+        (0, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h {m}m"),
+    }
+}
+
 fn fact<T: fmt::Debug>(f: &Fact<T>) -> String {
     match f {
-        Fact::Known { value, observed_at } => format!("{value:?} (observed {observed_at})"),
+        Fact::Known { value, .. } => format!("{value:?}"),
         Fact::Unknown => "unknown".to_string(),
     }
 }
@@ -152,10 +174,9 @@ fn observed(leaf: &Leaf, input: &Input, s: &Settings) -> String {
         Leaf::Acr(_) => id.map_or_else(no_id, |i| format!("acr {:?}", i.acr)),
         Leaf::MaxAuthAge(_) => id.map_or_else(no_id, |i| match i.auth_time {
             Some(t) => format!(
-                "signed in at {t}, {} ago",
-                crate::model::duration_text(std::time::Duration::from_secs(
-                    input.now.duration_since(t).as_secs().max(0) as u64
-                ))
+                "signed in at {}, {} ago",
+                local(s, t),
+                age(input.now.duration_since(t).as_secs())
             ),
             None => "no auth_time".to_string(),
         }),
@@ -183,7 +204,11 @@ fn observed(leaf: &Leaf, input: &Input, s: &Settings) -> String {
             cert().unwrap_or_else(|| format!("os_version {}", fact(&dev.os_version)))
         }
         Leaf::LastCheckInWithin(_) => cert().unwrap_or_else(|| match &dev.last_check_in {
-            Fact::Known { value, .. } => format!("last check-in {value}"),
+            Fact::Known { value, .. } => format!(
+                "last check-in {}, {} ago",
+                local(s, *value),
+                age(input.now.duration_since(*value).as_secs())
+            ),
             Fact::Unknown => "last check-in unknown".into(),
         }),
         Leaf::Tags(_) => cert().unwrap_or_else(|| format!("tags {}", fact(&dev.tags))),

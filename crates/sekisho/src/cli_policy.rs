@@ -148,10 +148,16 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
             } else {
                 schema::policy_schema()
             };
-            print!("{}", schema::to_pretty(&s));
+            out(&schema::to_pretty(&s));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Print to stdout; a closed pipe (`| head`) is not an error.
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// `(path, text)` of every `*.yaml` / `*.yml` directly in `dir`, sorted by name.
@@ -211,7 +217,7 @@ fn check(dir: &Path) -> Result<ExitCode> {
 
 fn test(dir: &Path, tests: &Path) -> Result<ExitCode> {
     let Some(set) = load(dir)? else {
-        println!("0 passed, 0 failed");
+        eprintln!("policy test: the policies do not compile; no case was run");
         return Ok(ExitCode::FAILURE);
     };
     let files = read_yaml_dir(tests)?;
@@ -228,7 +234,7 @@ fn test(dir: &Path, tests: &Path) -> Result<ExitCode> {
     // Route targets need the gateway configuration; until `sekisho check` can hand
     // its route table over, cases name their policy (and floor) directly.
     let report = suite.run(&set, &no_routes);
-    print!("{report}");
+    out(&report.to_string());
     Ok(if report.success() {
         ExitCode::SUCCESS
     } else {
@@ -390,6 +396,6 @@ fn explain(a: &ExplainArgs) -> Result<ExitCode> {
         floor: floor.as_deref().map(lookup).transpose()?,
         policy: lookup(&policy)?,
     };
-    print!("{}", set.explain(target, &scenario.input()));
+    out(&set.explain(target, &scenario.input()).to_string());
     Ok(ExitCode::SUCCESS)
 }
