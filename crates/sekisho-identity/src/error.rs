@@ -33,6 +33,8 @@ pub enum TokenError {
     MissingClaim(&'static str),
     #[error("nonce does not match")]
     WrongNonce,
+    #[error("bearer tokens are not accepted here")]
+    NotAccepted,
     #[error("signing keys are unavailable: {0}")]
     KeysUnavailable(String),
 }

@@ -15,9 +15,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
-};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use url::Url;
@@ -266,7 +264,6 @@ impl JwksCache {
                 None => set.unnamed.push(key),
             }
         }
-        let _ = JwkSet { keys: Vec::new() }; // type kept in the public API of jsonwebtoken
         Ok(set)
     }
 

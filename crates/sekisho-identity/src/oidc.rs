@@ -206,9 +206,7 @@ impl OidcProvider {
         }
         let meta: CoreProviderMetadata = serde_json::from_slice(resp.body())
             .map_err(|e| IdentityError::Protocol(format!("discovery document: {e}")))?;
-        if meta.issuer().url().as_str().trim_end_matches('/') != self.issuer.trim_end_matches('/')
-            || meta.issuer().as_str() != self.issuer
-        {
+        if meta.issuer().as_str() != self.issuer {
             return Err(IdentityError::Protocol(
                 "discovered issuer differs from the configured issuer".into(),
             ));

@@ -295,7 +295,7 @@ impl IdentityService {
             Err(e) => return SessionOutcome::BearerRejected(e),
             Ok(Some(token)) => {
                 let Some(b) = &self.bearer else {
-                    return SessionOutcome::BearerRejected(TokenError::WrongIssuer);
+                    return SessionOutcome::BearerRejected(TokenError::NotAccepted);
                 };
                 return match b.verify(token, now).await {
                     Ok(identity) => SessionOutcome::Authenticated {
@@ -438,12 +438,27 @@ impl IdentityService {
     /// when a token was refused. The description is fixed text, never token content.
     pub fn www_authenticate(&self, err: Option<&TokenError>) -> HeaderValue {
         let s = match err {
-            Some(e) if !e.rfc6750_code().is_empty() => format!(
-                "Bearer realm=\"sekisho\", error=\"{}\", error_description=\"{}\"",
-                e.rfc6750_code(),
-                e
-            )
-            .replace(['\r', '\n'], " "),
+            Some(e) if !e.rfc6750_code().is_empty() => {
+                // Only visible ASCII without quotes or backslashes inside the quoted string.
+                let text = match e {
+                    TokenError::KeysUnavailable(_) => "signing keys are unavailable".to_owned(),
+                    e => e.to_string(),
+                };
+                let description: String = text
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                            c
+                        } else {
+                            ' '
+                        }
+                    })
+                    .collect();
+                format!(
+                    "Bearer realm=\"sekisho\", error=\"{}\", error_description=\"{description}\"",
+                    e.rfc6750_code()
+                )
+            }
             _ => "Bearer realm=\"sekisho\"".to_owned(),
         };
         HeaderValue::from_str(&s)

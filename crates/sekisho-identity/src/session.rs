@@ -42,6 +42,10 @@ pub(crate) struct SessionData {
     /// Random session id (128 bits), the key of the revocation list.
     #[serde(rename = "i")]
     pub sid: String,
+    /// The issuer that authenticated the user: a session from another IdP (after a
+    /// configuration change) is refused.
+    #[serde(rename = "o")]
+    pub issuer: String,
     #[serde(rename = "u")]
     pub claims: MappedClaims,
     /// Login time.
@@ -260,7 +264,7 @@ impl SessionManager {
             .ok_or(SessionRejection::Invalid)?;
         let data: SessionData =
             serde_json::from_str(&json).map_err(|_| SessionRejection::Invalid)?;
-        if data.version != VERSION {
+        if data.version != VERSION || data.issuer != self.issuer {
             return Err(SessionRejection::Invalid);
         }
         Ok(Some(data))
@@ -309,6 +313,7 @@ impl SessionManager {
             data: SessionData {
                 version: VERSION,
                 sid: uuid::Uuid::new_v4().simple().to_string(),
+                issuer: self.issuer.clone(),
                 claims,
                 created: now_s,
                 expires: now_s + self.cfg.absolute_lifetime.as_secs() as i64,
@@ -582,6 +587,40 @@ mod tests {
                 .unwrap()
                 .starts_with("__Host-sekisho.1=; Path=/; Max-Age=0")
         );
+    }
+
+    #[test]
+    fn sessions_of_another_issuer_are_refused() {
+        let key = CookieKey::generate("k");
+        let m = manager(vec![key.clone()]);
+        let h = browser(&m.encode(&m.create(claims(1), None, ts(0)), ts(0)).unwrap());
+        let other = SessionManager::new(
+            SessionConfig::default(),
+            CookieKeyRing::new(vec![key]).unwrap(),
+            "https://other-idp",
+            Arc::new(IdentityMetrics::default()),
+        )
+        .unwrap();
+        assert!(matches!(
+            other.decode(&h, ts(1)),
+            Decoded::Rejected(SessionRejection::Invalid)
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_cookie_headers_never_open(value in "[ -~]{0,300}", chunks in 0usize..4) {
+            let m = manager(vec![CookieKey::generate("k")]);
+            let mut h = HeaderMap::new();
+            let mut s = format!("__Host-sekisho={chunks}~{value}");
+            for i in 1..chunks {
+                s.push_str(&format!("; __Host-sekisho.{i}={value}"));
+            }
+            if let Ok(v) = HeaderValue::from_str(&s) {
+                h.insert(COOKIE, v);
+                proptest::prop_assert!(!matches!(m.decode(&h, ts(1)), Decoded::Valid(_)));
+            }
+        }
     }
 
     #[test]
