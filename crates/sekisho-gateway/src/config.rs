@@ -756,13 +756,15 @@ fn decode_listeners(
             }
             (_, None) => None,
         };
-        if let (Some(zone), Some(listen), Some(tls)) = (zone, listen, tls) {
+        // A listener whose TLS section has errors still counts for the checks of routes
+        // that name it (its own error already stops the load): one mistake, one message.
+        if let (Some(zone), Some(listen)) = (zone, listen) {
             out.push(ListenerDraft {
                 listener: Listener {
                     name: name.to_owned(),
                     zone,
                     listen,
-                    tls,
+                    tls: tls.flatten(),
                 },
                 node: value.clone(),
             });

@@ -17,13 +17,19 @@ fn lenient_reading(uri: &str) -> String {
     let path = uri.split('?').next().unwrap_or("");
     let mut p = path.to_owned();
     for _ in 0..2 {
-        p = percent_encoding::percent_decode_str(&p).decode_utf8_lossy().into_owned();
+        p = percent_encoding::percent_decode_str(&p)
+            .decode_utf8_lossy()
+            .into_owned();
     }
     let p = p.replace('\\', "/").replace('\0', "");
     let mut out: Vec<String> = Vec::new();
     for seg in p.split('/') {
         let seg = seg.split(';').next().unwrap_or("");
-        let seg = if seg.chars().all(|c| c == '.') { seg } else { seg.trim_end_matches(['.', ' ', '\t']) };
+        let seg = if seg.chars().all(|c| c == '.') {
+            seg
+        } else {
+            seg.trim_end_matches(['.', ' ', '\t'])
+        };
         match seg {
             "" | "." => {}
             ".." => {
@@ -132,7 +138,8 @@ async fn disguised_paths_never_reach_a_route_they_do_not_match() {
     ];
     for (target, want) in &targets {
         let method = if *target == "*" { "OPTIONS" } else { "GET" };
-        let req = format!("{method} {target} HTTP/1.1\r\nHost: {SITE}\r\nConnection: close\r\n\r\n");
+        let req =
+            format!("{method} {target} HTTP/1.1\r\nHost: {SITE}\r\nConnection: close\r\n\r\n");
         let raw = raw_tls(&gw.pki, gw.addr("lgwan-https"), SITE, req.as_bytes()).await;
         let status = status_of(&raw);
         match want {
@@ -144,13 +151,41 @@ async fn disguised_paths_never_reach_a_route_they_do_not_match() {
 
     // Absolute-form targets and Host/authority/SNI disagreements.
     let host_cases: Vec<(String, &str, u16)> = vec![
-        (format!("GET https://{SITE}/admin HTTP/1.1\r\nHost: {SITE}\r\n"), SITE, 403),
-        (format!("GET https://other.test.localhost/public HTTP/1.1\r\nHost: {SITE}\r\n"), SITE, 400),
-        (format!("GET http://{SITE}/public HTTP/1.1\r\nHost: {SITE}\r\n"), SITE, 400),
-        (format!("GET /public HTTP/1.1\r\nHost: other.test.localhost\r\n"), SITE, 421),
-        (format!("GET /admin HTTP/1.1\r\nHost: APP.Test.Localhost.\r\n"), SITE, 403),
-        (format!("GET /public HTTP/1.1\r\nHost: {SITE}@evil.example\r\n"), SITE, 400),
-        (format!("GET /public HTTP/1.1\r\nHost: {SITE}:99999\r\n"), SITE, 400),
+        (
+            format!("GET https://{SITE}/admin HTTP/1.1\r\nHost: {SITE}\r\n"),
+            SITE,
+            403,
+        ),
+        (
+            format!("GET https://other.test.localhost/public HTTP/1.1\r\nHost: {SITE}\r\n"),
+            SITE,
+            400,
+        ),
+        (
+            format!("GET http://{SITE}/public HTTP/1.1\r\nHost: {SITE}\r\n"),
+            SITE,
+            400,
+        ),
+        (
+            format!("GET /public HTTP/1.1\r\nHost: other.test.localhost\r\n"),
+            SITE,
+            421,
+        ),
+        (
+            format!("GET /admin HTTP/1.1\r\nHost: APP.Test.Localhost.\r\n"),
+            SITE,
+            403,
+        ),
+        (
+            format!("GET /public HTTP/1.1\r\nHost: {SITE}@evil.example\r\n"),
+            SITE,
+            400,
+        ),
+        (
+            format!("GET /public HTTP/1.1\r\nHost: {SITE}:99999\r\n"),
+            SITE,
+            400,
+        ),
         ("GET /public HTTP/1.1\r\nHost: \r\n".to_string(), SITE, 400),
     ];
     for (head, sni, want) in &host_cases {
@@ -172,8 +207,16 @@ async fn disguised_paths_never_reach_a_route_they_do_not_match() {
         }
     }
     // The harmless cases did arrive, with their canonical paths.
-    let seen: Vec<String> = catchall.requests().iter().chain(public.requests().iter()).map(|s| s.uri.clone()).collect();
+    let seen: Vec<String> = catchall
+        .requests()
+        .iter()
+        .chain(public.requests().iter())
+        .map(|s| s.uri.clone())
+        .collect();
     for expected in ["/", "/public/", "/public?/admin", "/publicadmin"] {
-        assert!(seen.iter().any(|s| s == expected), "{expected} not among {seen:?}");
+        assert!(
+            seen.iter().any(|s| s == expected),
+            "{expected} not among {seen:?}"
+        );
     }
 }
