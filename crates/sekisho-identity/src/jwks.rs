@@ -264,6 +264,10 @@ impl JwksCache {
                 None => set.unnamed.push(key),
             }
         }
+        if set.by_kid.is_empty() && set.unnamed.is_empty() {
+            // Never swap in an empty key set: an IdP glitch must not drop the cached keys.
+            return Err("JWKS has no usable signing keys".into());
+        }
         Ok(set)
     }
 

@@ -324,12 +324,15 @@ impl OidcProvider {
 
     fn id_token_rules(&self) -> (Vec<String>, JwtRules<'_>) {
         let aud = vec![self.cfg.client_id.clone()];
+        // An access token (`typ: at+jwt`, RFC 9068) is never an ID token.
+        static ID_TOKEN_TYPES: std::sync::LazyLock<Vec<String>> =
+            std::sync::LazyLock::new(|| vec!["jwt".to_owned()]);
         let rules = JwtRules {
             issuer: &self.issuer,
             audiences: &[],
             leeway: self.cfg.leeway,
             max_bytes: 16 * 1024,
-            accepted_types: &[],
+            accepted_types: &ID_TOKEN_TYPES,
             require_typ: false,
         };
         (aud, rules)

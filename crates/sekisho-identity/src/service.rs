@@ -27,8 +27,74 @@ use crate::session::{Decoded, SessionManager, SessionRejection};
 
 pub use crate::oidc::StepUp;
 
+/// `Debug` for `Set-Cookie` lists: how many, never the values (sealed sessions, login state).
+struct RedactedCookies<'a>(&'a [HeaderValue]);
+impl std::fmt::Debug for RedactedCookies<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} Set-Cookie values, redacted]", self.0.len())
+    }
+}
+
+/// `Debug` for URLs that carry state, nonce or hints: scheme, host and path only.
+fn redacted_url(u: &str) -> String {
+    u.split(['?', '#']).next().unwrap_or("").to_owned() + "?[redacted]"
+}
+
+impl std::fmt::Debug for LoginRedirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRedirect")
+            .field("location", &redacted_url(&self.location))
+            .field("set_cookies", &RedactedCookies(&self.set_cookies))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LoginComplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginComplete")
+            .field("identity", &self.identity)
+            .field("return_to", &self.return_to)
+            .field("set_cookies", &RedactedCookies(&self.set_cookies))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LogoutResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogoutResponse")
+            .field("location", &redacted_url(&self.location))
+            .field("set_cookies", &RedactedCookies(&self.set_cookies))
+            .field("had_session", &self.had_session)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SessionOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionOutcome::Authenticated {
+                identity,
+                set_cookies,
+            } => f
+                .debug_struct("Authenticated")
+                .field("identity", identity)
+                .field("set_cookies", &RedactedCookies(set_cookies))
+                .finish(),
+            SessionOutcome::Anonymous => f.write_str("Anonymous"),
+            SessionOutcome::SessionRejected {
+                reason,
+                set_cookies,
+            } => f
+                .debug_struct("SessionRejected")
+                .field("reason", reason)
+                .field("set_cookies", &RedactedCookies(set_cookies))
+                .finish(),
+            SessionOutcome::BearerRejected(e) => f.debug_tuple("BearerRejected").field(e).finish(),
+        }
+    }
+}
+
 /// Send the browser to the IdP.
-#[derive(Debug)]
 pub struct LoginRedirect {
     /// The IdP authorization URL (`302 Location`).
     pub location: String,
@@ -48,7 +114,6 @@ const REFRESH_SHARE_SECS: i64 = 30;
 type RefreshResult = Result<(crate::claims::MappedClaims, Option<String>), RefreshError>;
 
 /// A finished login.
-#[derive(Debug)]
 pub struct LoginComplete {
     pub identity: VerifiedIdentity,
     /// Safe same-origin path to redirect to (`302 Location`).
@@ -58,7 +123,6 @@ pub struct LoginComplete {
 }
 
 /// A logout.
-#[derive(Debug)]
 pub struct LogoutResponse {
     /// The IdP's end-session URL, or the local logged-out page.
     pub location: String,
@@ -69,7 +133,6 @@ pub struct LogoutResponse {
 }
 
 /// Outcome of the identity step for a request.
-#[derive(Debug)]
 #[expect(
     clippy::large_enum_variant,
     reason = "one value per request, moved once; boxing would only add an allocation"

@@ -655,6 +655,13 @@ async fn step_up_sends_prompt_max_age_and_acr_values() {
     assert_eq!(q["code_challenge_method"], "S256");
     assert!(q.contains_key("state") && q.contains_key("nonce"));
     assert_eq!(q["redirect_uri"], CALLBACK);
+    // Debug output never shows the state, nonce or the sealed login cookie.
+    let dbg = format!("{start:?}");
+    assert!(
+        !dbg.contains(q["state"].as_ref() as &str) && !dbg.contains(q["nonce"].as_ref() as &str),
+        "{dbg}"
+    );
+    assert!(!dbg.contains("__Host-sekisho-login-"), "{dbg}");
     // A hostile return target falls back to `/`.
     let mut b = Browser::new();
     let start = svc
