@@ -412,3 +412,41 @@ async fn refuses_to_continue_a_trail_cut_short_of_its_last_checkpoint() {
     let err = sekisho_audit::AuditWriter::start(cfg, clk).unwrap_err();
     assert!(matches!(err, AuditError::Corrupt(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_records_are_fsynced_within_max_delay_without_more_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = AuditConfig::new(dir.path(), "gw");
+    cfg.durability = Durability::Batched {
+        max_delay: Duration::from_millis(20),
+        max_records: 1000,
+    };
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let t0 = std::time::Instant::now();
+    h.append(access(1, Decision::Allow)).await.unwrap();
+    wait_until(|| h.metrics().records_written == 1).await;
+    // Not before the deadline's order of magnitude, and well within a generous bound.
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert_eq!(h.metrics().fsyncs, 1);
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_records_fsyncs_and_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, task) = start(strict_cfg(dir.path()), clock("2026-11-23T01:00:00Z"));
+    for i in 0..7 {
+        h.append(access(i, Decision::Allow)).await.unwrap();
+    }
+    let m = h.metrics();
+    assert_eq!(m.records_written, 7);
+    assert!(m.fsyncs >= 1 && m.fsyncs <= 7);
+    assert!(m.bytes_written > 7 * 100);
+    assert_eq!(m.queue_depth, 0);
+    assert!(m.healthy);
+    assert_eq!(m.write_errors, 0);
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert!(!h.metrics().healthy);
+}
