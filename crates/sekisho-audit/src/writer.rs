@@ -433,6 +433,8 @@ struct Inner {
     last_cp_seq: u64,
     last_cp_at: Instant,
     down: Option<Down>,
+    /// Held for the writer's lifetime (advisory lock on `.writer.lock`).
+    _lock: File,
 }
 
 impl Inner {
@@ -443,6 +445,24 @@ impl Inner {
         syslog: Option<SyslogSender>,
     ) -> Result<Self, AuditError> {
         std::fs::create_dir_all(&cfg.dir).map_err(|e| AuditError::io(&cfg.dir, e))?;
+        // One writer per directory: two would fork the chain.
+        let lock_path = cfg.dir.join(".writer.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| AuditError::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::Config(format!(
+                    "another writer is using {} (each gateway instance needs its own audit directory)",
+                    cfg.dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(AuditError::io(&lock_path, e)),
+        }
         let signer = match &cfg.checkpoint {
             Some(c) => Some(SigningKey::load(&c.key_path)?),
             None => None,
@@ -538,6 +558,7 @@ impl Inner {
             last_cp_seq: seq,
             last_cp_at: Instant::now(),
             down: None,
+            _lock: lock,
         };
         let mut startup = Vec::new();
         if let Some((prev_file, reason)) = rotate_reason {

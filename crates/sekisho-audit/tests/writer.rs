@@ -450,3 +450,18 @@ async fn metrics_count_records_fsyncs_and_queue() {
     task.await.unwrap().unwrap();
     assert!(!h.metrics().healthy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_writer_per_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let clk = clock("2026-11-23T01:00:00Z");
+    let (h, task) = start(strict_cfg(dir.path()), clk.clone());
+    let second = sekisho_audit::AuditWriter::start(strict_cfg(dir.path()), clk.clone());
+    assert!(matches!(second, Err(AuditError::Config(_))));
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    // Once the first has stopped, a new writer may take over.
+    let (h, task) = start(strict_cfg(dir.path()), clk);
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+}
