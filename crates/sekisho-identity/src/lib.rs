@@ -39,6 +39,7 @@ pub mod keys;
 pub mod login;
 pub mod metrics;
 pub mod oidc;
+pub mod paths;
 pub mod return_target;
 pub mod service;
 pub mod session;

@@ -767,3 +767,35 @@ async fn concurrent_requests_share_one_refresh() {
     }
     assert_eq!(svc.metrics().refresh_ok.load(Ordering::Relaxed), 3);
 }
+
+#[tokio::test]
+async fn without_a_refresh_token_stale_claims_end_the_session() {
+    let idp = Idp::start();
+    let mut oidc = idp.oidc_config();
+    oidc.client_id = "sekisho-norefresh".into();
+    oidc.scopes = vec!["openid".into(), "email".into(), "groups".into()];
+    let svc = sekisho_identity::IdentityService::new(
+        sekisho_identity::IdentityConfig {
+            oidc: Some(oidc),
+            session: sekisho_identity::SessionConfig::default(),
+            bearer: None,
+        },
+        CookieKeyRing::new(vec![CookieKey::generate("k")]).unwrap(),
+    )
+    .unwrap();
+    let mut alice = Browser::new();
+    let t0 = now();
+    login(&svc, &mut alice, "alice", "alice-pw", t0).await;
+    authenticated(svc.authenticate(&alice.headers(), at(t0, 9 * 60)).await);
+    assert_eq!(
+        rejected(svc.authenticate(&alice.headers(), at(t0, 10 * 60)).await),
+        SessionRejection::ClaimsStale
+    );
+    // Bearer tokens are refused when no bearer issuer is configured.
+    let mut h = http::HeaderMap::new();
+    h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer a.b.c"));
+    assert!(matches!(
+        svc.authenticate(&h, t0).await,
+        SessionOutcome::BearerRejected(TokenError::NotAccepted)
+    ));
+}

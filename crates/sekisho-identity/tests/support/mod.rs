@@ -75,6 +75,13 @@ pub fn idp_config(port: u16) -> serde_json::Value {
             "response_types": ["code"],
             "token_endpoint_auth_method": "client_secret_basic",
             "require_auth_time": true
+        }, {
+            "client_id": "sekisho-norefresh",
+            "client_secret": "sekisho-test-secret",
+            "redirect_uris": [CALLBACK],
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic"
         }],
         "resources": [API, OTHER_API],
         "ttl": { "AccessToken": 600, "IdToken": 3600, "RefreshToken": 86400 }
