@@ -17,7 +17,9 @@
 mod decode;
 mod diag;
 mod node;
+mod serde_node;
 
 pub use decode::{Decoder, MapView, did_you_mean};
 pub use diag::{Diagnostic, Severity, render_all};
 pub use node::{Kind, Node, Path, parse};
+pub use serde_node::{NodeDeserializer, NodeError, deserialize};
