@@ -162,16 +162,16 @@ fn pem_or_der(bytes: &[u8], label: &str) -> Option<Vec<u8>> {
 /// Read every checkpoint in a sidecar file; unparsable lines are returned as errors
 /// with their 1-based line number.
 pub fn read_sidecar(path: &Path) -> Result<Vec<Result<Checkpoint, usize>>, AuditError> {
-    let text = match std::fs::read_to_string(path) {
+    let data = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(AuditError::io(path, e)),
     };
-    Ok(text
-        .lines()
+    Ok(data
+        .split(|b| *b == b'\n')
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|_| i + 1))
+        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+        .map(|(i, l)| serde_json::from_slice(l).map_err(|_| i + 1))
         .collect())
 }
 

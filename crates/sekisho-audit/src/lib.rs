@@ -25,6 +25,37 @@
 //! * it never blocks the caller on syslog, and never loses the local record because
 //!   syslog is down;
 //! * it does not depend on the other Sekisho crates: the gateway fills in plain data.
+//!
+//! # Using it from the gateway
+//!
+//! ```
+//! use std::sync::Arc;
+//! use sekisho_audit::{AccessEvent, AuditConfig, AuditError, AuditWriter, Decision, Durability,
+//!     Event, StartEvent, StopEvent, SystemClock};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), AuditError> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! let mut config = AuditConfig::new(tmp.path(), "gw-1");
+//! config.durability = Durability::Strict;
+//! let (audit, writer_task) = AuditWriter::start(config, Arc::new(SystemClock))?;
+//! audit.append(Event::Start(StartEvent { version: "0.1.0".into(), ..Default::default() })).await?;
+//!
+//! // Per request, after the decision and before forwarding:
+//! let record = AccessEvent { request_id: "01JD…".into(), decision: Decision::Deny, ..Default::default() };
+//! match audit.append(Event::Access(Box::new(record))).await {
+//!     Ok(_receipt) => { /* forward (allow) or answer 403 (deny) */ }
+//!     Err(_) => { /* fail closed: 503, the trail cannot be written */ }
+//! }
+//! assert!(audit.is_healthy()); // for /readyz; audit.metrics() for Prometheus
+//!
+//! // On shutdown, after the last request:
+//! audit.shutdown(Some(Event::Stop(StopEvent { reason: "signal".into() }))).await?;
+//! writer_task.await.expect("writer task")?;
+//! assert!(sekisho_audit::verify(tmp.path())?.is_ok());
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -157,3 +157,48 @@ async fn forwards_over_tls_with_aws_lc_rs() {
     task.await.unwrap().unwrap();
     check_frame(&frame, &local_lines(&log)[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_the_server_drops_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = AuditConfig::new(dir.path(), "gw");
+    cfg.durability = Durability::Strict;
+    let mut s = SyslogConfig::new(server.local_addr().unwrap().to_string());
+    s.hostname = Some("gw-host".into());
+    s.reconnect = Duration::from_millis(10);
+    cfg.syslog = Some(s);
+    let (h, task) = start(cfg, clock("2026-11-23T00:00:00Z"));
+    h.append(access(1, Decision::Allow)).await.unwrap();
+    let (mut conn, _) = server.accept().await.unwrap();
+    read_frame(&mut conn).await;
+    drop(conn);
+    // TCP gives no acknowledgement: a record written into a connection the server has
+    // just closed can be lost in transit (the local trail still has it). Keep appending
+    // until a new connection is made and a record arrives on it.
+    let h2 = h.clone();
+    let feeder = tokio::spawn(async move {
+        for i in 2..2000 {
+            if h2.append(access(i, Decision::Allow)).await.is_err() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    let (mut conn, _) = tokio::time::timeout(Duration::from_secs(10), server.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let frame = read_frame(&mut conn).await;
+    assert!(
+        std::str::from_utf8(&frame)
+            .unwrap()
+            .contains("\"kind\":\"access\"")
+    );
+    feeder.abort();
+    let _ = feeder.await;
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert!(h.metrics().syslog_errors >= 1);
+    assert!(sekisho_audit::verify(dir.path()).unwrap().is_ok());
+}

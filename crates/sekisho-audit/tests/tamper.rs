@@ -294,3 +294,23 @@ proptest! {
         prop_assert!(!rep.is_ok(), "tampering {:?} was not detected:\n{}", t, rep);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever is in the directory, verify reports; it never panics.
+    #[test]
+    fn verify_never_panics_on_arbitrary_files(
+        a in prop::collection::vec(any::<u8>(), 0..2000),
+        b in prop::collection::vec(any::<u8>(), 0..2000),
+        cps in prop::collection::vec(any::<u8>(), 0..500),
+    ) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("audit-2026-11-23-0001.jsonl"), &a).unwrap();
+        std::fs::write(d.path().join("audit-2026-11-23-0002.jsonl"), &b).unwrap();
+        std::fs::write(d.path().join("checkpoints.jsonl"), &cps).unwrap();
+        let rep = verify_with(d.path(), &opts()).unwrap();
+        // Random bytes are never a valid, signed trail.
+        prop_assert!(!rep.is_ok() || (a.is_empty() && b.is_empty()));
+    }
+}
