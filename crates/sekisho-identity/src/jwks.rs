@@ -303,7 +303,13 @@ impl JwksCache {
             return Ok(k);
         }
         match self.refresh(now).await {
-            Refresh::Fetched | Refresh::RateLimited => {
+            Refresh::Fetched => self.lookup(kid, alg).ok_or(TokenError::UnknownKey),
+            Refresh::RateLimited => {
+                let set = self.keys.load();
+                if set.by_kid.is_empty() && set.unnamed.is_empty() {
+                    // Never fetched successfully yet: the keys are unavailable, not unknown.
+                    return Err(TokenError::KeysUnavailable("no keys fetched yet".into()));
+                }
                 self.lookup(kid, alg).ok_or(TokenError::UnknownKey)
             }
             Refresh::Failed(e) => Err(TokenError::KeysUnavailable(e)),

@@ -308,12 +308,13 @@ impl OidcProvider {
 
     /// RFC 9207: the authorization response's `iss` must be this issuer; it is required when
     /// the IdP advertises `authorization_response_iss_parameter_supported`.
-    pub(crate) fn check_response_issuer(&self, iss: Option<&str>) -> Result<(), IdentityError> {
-        let required = self
-            .discovered
-            .load()
-            .as_ref()
-            .is_some_and(|d| d.iss_param_supported);
+    /// Discovers first if needed (a gateway restarted between login start and callback).
+    pub(crate) async fn check_response_issuer(
+        &self,
+        iss: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), IdentityError> {
+        let required = self.discovered(now, false).await?.iss_param_supported;
         match iss {
             Some(i) if i == self.issuer => Ok(()),
             Some(_) => Err(IdentityError::IssuerMismatch),

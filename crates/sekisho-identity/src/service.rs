@@ -331,7 +331,8 @@ impl IdentityService {
         if !self.used_states.0.first_use(&state) {
             return Err(IdentityError::LoginStateReplayed);
         }
-        oidc.check_response_issuer(query_param(uri, "iss")?.as_deref())?;
+        oidc.check_response_issuer(query_param(uri, "iss")?.as_deref(), now)
+            .await?;
         if let Some(error) = query_param(uri, "error")? {
             return Err(IdentityError::AuthorizationDenied {
                 error,

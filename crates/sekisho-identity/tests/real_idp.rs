@@ -799,3 +799,23 @@ async fn without_a_refresh_token_stale_claims_end_the_session() {
         SessionOutcome::BearerRejected(TokenError::NotAccepted)
     ));
 }
+
+#[tokio::test]
+async fn login_started_on_one_replica_finishes_on_another() {
+    // Replicas share only the key ring: the login cookie carries everything the callback needs,
+    // and the second replica discovers the IdP on its own before checking `iss`.
+    let idp = Idp::start();
+    let key = CookieKey::generate("shared");
+    let a = idp.service_with_keys(CookieKeyRing::new(vec![key.clone()]).unwrap());
+    let b = idp.service_with_keys(CookieKeyRing::new(vec![key]).unwrap());
+    let mut alice = Browser::new();
+    let t0 = now();
+    let (callback, _) = authorize(&a, &mut alice, "alice", "alice-pw", t0).await;
+    let done = b
+        .finish_login(HOST, &callback_uri(&callback), &alice.headers(), t0)
+        .await
+        .unwrap();
+    alice.store(&done.set_cookies);
+    let (id, _) = authenticated(a.authenticate(&alice.headers(), at(t0, 1)).await);
+    assert_eq!(id.sub(), "alice");
+}
