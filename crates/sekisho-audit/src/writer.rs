@@ -652,10 +652,11 @@ impl Inner {
     /// How long to wait for the next message before doing timed work.
     fn next_deadline(&self) -> Option<Duration> {
         let mut d: Option<Duration> = None;
-        let mut consider = |x: Duration| d = Some(d.map_or(x, |y| y.min(x)));
         if self.down.is_some() {
-            consider(self.cfg.retry_interval);
+            // While down, nothing else can be done but retrying, and not in a tight loop.
+            return Some(self.cfg.retry_interval);
         }
+        let mut consider = |x: Duration| d = Some(d.map_or(x, |y| y.min(x)));
         if let (Some(first), Durability::Batched { max_delay, .. }) =
             (self.first_unsynced, self.cfg.durability)
         {
@@ -726,6 +727,9 @@ impl Inner {
                     self.prev = before.1;
                     self.unsynced.truncate(before.2);
                     self.unsynced_records = before.3;
+                    if self.unsynced.is_empty() {
+                        self.first_unsynced = None;
+                    }
                 }
                 let msg = e.to_string();
                 self.fail(e);
@@ -940,6 +944,9 @@ impl Inner {
                 self.prev = before.1;
                 self.unsynced.truncate(before.2);
                 self.unsynced_records = before.3;
+                if self.unsynced.is_empty() {
+                    self.first_unsynced = None;
+                }
                 self.shared
                     .metrics
                     .write_errors
@@ -1085,6 +1092,8 @@ impl Inner {
                     .fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
+                // Try again after another interval, not in a tight loop.
+                self.last_cp_at = Instant::now();
                 self.shared
                     .metrics
                     .checkpoint_errors
