@@ -28,4 +28,4 @@ pub use input::{Certificate, Device, Fact, Identity, Input, Ownership, Request};
 pub use model::{DEFAULT_MFA_AMR, DEFAULT_TIMEZONE, PolicyId, RuleKind, Target};
 pub use reason::Reason;
 pub use sekisho_yaml::{Diagnostic, Severity};
-pub use set::PolicySet;
+pub use set::{PolicySet, Reference};

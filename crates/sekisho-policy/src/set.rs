@@ -145,6 +145,54 @@ impl PolicySet {
     }
 }
 
+/// A zone or route name that a policy refers to (`zone: [..]`, `route: [..]`), so
+/// the configuration loader can report names it does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// `zone` or `route`.
+    pub kind: &'static str,
+    pub name: String,
+    /// Where the rule that refers to it is written.
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    /// `policies.lgwan-staff.allow[0]`
+    pub path: String,
+}
+
+impl PolicySet {
+    /// Every zone and route name used in a criterion, with the rule's location.
+    pub fn references(&self) -> Vec<Reference> {
+        fn walk(c: &Cond, out: &mut Vec<(&'static str, String)>) {
+            match c {
+                Cond::All(parts) | Cond::Any(parts) => parts.iter().for_each(|p| walk(p, out)),
+                Cond::Not(inner) => walk(inner, out),
+                Cond::Leaf(Leaf::Zone(s)) => out.extend(s.0.iter().map(|n| ("zone", n.clone()))),
+                Cond::Leaf(Leaf::Route(s)) => out.extend(s.0.iter().map(|n| ("route", n.clone()))),
+                Cond::Leaf(_) | Cond::Anyone => {}
+            }
+        }
+        let mut refs = Vec::new();
+        for p in &self.policies {
+            for rule in p.allow.iter().chain(&p.deny) {
+                let mut names = Vec::new();
+                walk(&rule.cond, &mut names);
+                for (kind, name) in names {
+                    refs.push(Reference {
+                        kind,
+                        name,
+                        file: rule.span.file.to_string(),
+                        line: rule.span.line,
+                        column: rule.span.column,
+                        path: format!("policies.{}", rule.path),
+                    });
+                }
+            }
+        }
+        refs
+    }
+}
+
 /// Every way to satisfy `cond` involves the user's identity.
 pub(crate) fn requires_identity(cond: &Cond) -> bool {
     match cond {

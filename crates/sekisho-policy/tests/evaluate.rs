@@ -379,3 +379,38 @@ fn explain_shows_every_rule_and_the_same_decision() {
         assert!(text.contains(needle), "{needle:?} not in\n{text}");
     }
 }
+
+#[test]
+fn zone_and_route_references_are_listed_for_the_config_loader() {
+    let s = set(
+        "policies:\n  p:\n    allow:\n      - zone: [lgwan]\n        any: [ { route: [portal] }, { not: { route: [admin] } } ]\n",
+    );
+    let refs: Vec<(&str, String, u64, String)> = s
+        .references()
+        .into_iter()
+        .map(|r| (r.kind, r.name, r.line, r.path))
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            (
+                "zone",
+                "lgwan".to_string(),
+                4,
+                "policies.p.allow[0]".to_string()
+            ),
+            (
+                "route",
+                "portal".to_string(),
+                4,
+                "policies.p.allow[0]".to_string()
+            ),
+            (
+                "route",
+                "admin".to_string(),
+                4,
+                "policies.p.allow[0]".to_string()
+            ),
+        ]
+    );
+}

@@ -306,3 +306,30 @@ fn an_empty_policy_file_set_has_no_policies_and_an_empty_policy_denies() {
     };
     assert_eq!(decide(&set, only(&set, "p"), &s).outcome, Outcome::Deny);
 }
+
+const EXAMPLE: &str = include_str!("../../../policies/lgwan.yaml");
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Damaged policy text never panics the compiler: it compiles or it reports.
+    #[test]
+    fn damaged_policy_text_never_panics(edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..4, any::<char>()), 1..6)) {
+        let mut text: Vec<char> = EXAMPLE.chars().collect();
+        for (at, op, c) in edits {
+            let i = at.index(text.len().max(1));
+            match op {
+                0 => { text.remove(i.min(text.len() - 1)); }
+                1 => text.insert(i, c),
+                2 => text.insert(i, [':', '-', '[', '{', ' ', '\n', '"'][(c as usize) % 7]),
+                _ => text.truncate(i),
+            }
+            if text.is_empty() { text.push(' '); }
+        }
+        let text: String = text.into_iter().collect();
+        match PolicySet::compile(&[("p.yaml", text.as_str())]) {
+            Ok(_) => {}
+            Err(diags) => prop_assert!(diags.iter().any(|d| d.is_error())),
+        }
+    }
+}
