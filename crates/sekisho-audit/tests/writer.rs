@@ -465,3 +465,36 @@ async fn only_one_writer_per_directory() {
     h.shutdown(None).await.unwrap();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_down_the_writer_retries_at_its_interval_not_in_a_tight_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = FaultInjector::new();
+    let mut cfg = AuditConfig::new(dir.path(), "gw");
+    cfg.durability = Durability::Batched {
+        max_delay: Duration::from_millis(1),
+        max_records: 1,
+    };
+    cfg.retry_interval = Duration::from_secs(3600);
+    cfg.fault_injection = Some(fault.clone());
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let mut health = h.subscribe_health();
+    fault.fail_fsync(FaultKind::Io);
+    h.append(access(1, Decision::Allow)).await.unwrap();
+    health.wait_for(|h| !h.healthy).await.unwrap();
+    let errors = h.metrics().write_errors;
+    // The retry timer is not injectable (tokio time on the writer's thread), so this
+    // watches real time: a tight loop would add thousands of errors in 100 ms.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        h.metrics().write_errors <= errors + 1,
+        "{} -> {}",
+        errors,
+        h.metrics().write_errors
+    );
+    fault.heal();
+    // Shutdown retries once more and writes the kept record and the recovery.
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(kinds(dir.path()), ["access", "recovered"]);
+}
