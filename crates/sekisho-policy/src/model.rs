@@ -525,6 +525,16 @@ impl Leaf {
             }
             return format!("time: {}", parts.join("; "));
         }
+        if let Leaf::Path(p) = self {
+            let mut parts = Vec::new();
+            if !p.prefixes.is_empty() {
+                parts.push(format!("prefix {}", p.prefixes.join(", ")));
+            }
+            if !p.globs.is_empty() {
+                parts.push(format!("glob {}", p.globs.join(", ")));
+            }
+            return format!("path: {}", parts.join("; "));
+        }
         let (key, value) = self.canonical();
         format!("{key}: {value}")
     }
