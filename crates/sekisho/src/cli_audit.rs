@@ -223,16 +223,19 @@ fn parse_time(s: &str, tz: &TimeZone, end_of_day: bool) -> Result<Timestamp> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
     }
-    if let Ok(dt) = s.parse::<DateTime>() {
-        return Ok(dt.to_zoned_datetime(tz.clone())?.timestamp());
+    if !s.contains(['T', 't', ' '])
+        && let Ok(d) = s.parse::<Date>()
+    {
+        let d = if end_of_day { d.tomorrow()? } else { d };
+        return Ok(d
+            .to_datetime(Time::midnight())
+            .to_zoned_datetime(tz.clone())?
+            .timestamp());
     }
-    let d: Date = s
+    let dt: DateTime = s
         .parse()
         .with_context(|| format!("cannot read time {s:?}"))?;
-    let d = if end_of_day { d.tomorrow()? } else { d };
-    Ok(d.to_datetime(Time::midnight())
-        .to_zoned_datetime(tz.clone())?
-        .timestamp())
+    Ok(dt.to_zoned_datetime(tz.clone())?.timestamp())
 }
 
 fn query_cmd(q: QueryArgs, default: Format) -> Result<ExitCode> {
@@ -344,4 +347,28 @@ fn keygen(private: &Path, public: &Path) -> Result<ExitCode> {
         public.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_read_as_rfc3339_civil_or_whole_days_in_tz() {
+        let tz = TimeZone::get("Asia/Tokyo").unwrap();
+        let t = |s, end| parse_time(s, &tz, end).unwrap().to_string();
+        assert_eq!(t("2026-11-23T00:00:00Z", false), "2026-11-23T00:00:00Z");
+        assert_eq!(t("2026-11-23T09:30", false), "2026-11-23T00:30:00Z");
+        assert_eq!(t("2026-11-23", false), "2026-11-22T15:00:00Z");
+        // --until with a date includes that whole day.
+        assert_eq!(t("2026-11-23", true), "2026-11-23T15:00:00Z");
+        assert!(parse_time("yesterday", &tz, false).is_err());
+    }
+
+    #[test]
+    fn weekdays_in_english_or_japanese() {
+        assert_eq!(weekday("Mon").unwrap(), Weekday::Monday);
+        assert_eq!(weekday("金").unwrap(), Weekday::Friday);
+        assert!(weekday("xyz").is_err());
+    }
 }
