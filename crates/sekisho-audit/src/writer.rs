@@ -464,7 +464,10 @@ impl Inner {
             Err(std::fs::TryLockError::Error(e)) => return Err(AuditError::io(&lock_path, e)),
         }
         let signer = match &cfg.checkpoint {
-            Some(c) => Some(SigningKey::load(&c.key_path)?),
+            Some(c) => {
+                refuse_key_inside(&cfg.dir, &c.key_path)?;
+                Some(SigningKey::load(&c.key_path)?)
+            }
             None => None,
         };
         let sidecar = cfg.checkpoint.as_ref().map(|c| {
@@ -1078,7 +1081,7 @@ impl Inner {
         let res = (|| -> std::io::Result<()> {
             let mut line = serde_json::to_vec(&cp)?;
             line.push(b'\n');
-            let mut f = OpenOptions::new().create(true).append(true).open(sidecar)?;
+            let mut f = private_options().create(true).append(true).open(sidecar)?;
             std::io::Write::write_all(&mut f, &line)?;
             f.sync_data()
         })();
@@ -1124,12 +1127,25 @@ impl Inner {
 }
 
 fn open_append(path: &Path) -> Result<File, AuditError> {
-    OpenOptions::new()
+    private_options()
         .create(true)
         .append(true)
         .read(true)
         .open(path)
         .map_err(|e| AuditError::io(path, e))
+}
+
+/// Records hold personal data (names, e-mail and IP addresses): new files are readable
+/// by their owner and group only (0640 before the umask).
+fn private_options() -> OpenOptions {
+    #[allow(unused_mut)] // reason: only unix sets a mode
+    let mut o = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o640);
+    }
+    o
 }
 
 /// Make a new or removed directory entry durable. Best effort: not every file system
@@ -1169,7 +1185,15 @@ fn repair_torn_tail(path: &Path) -> Result<Option<RepairedEvent>, AuditError> {
         }
         n += 1;
     };
-    std::fs::write(&copy, torn).map_err(|e| AuditError::io(&copy, e))?;
+    private_options()
+        .write(true)
+        .create_new(true)
+        .open(&copy)
+        .and_then(|mut c| {
+            std::io::Write::write_all(&mut c, torn)?;
+            c.sync_all()
+        })
+        .map_err(|e| AuditError::io(&copy, e))?;
     f.set_len(keep as u64)
         .map_err(|e| AuditError::io(path, e))?;
     f.sync_all().map_err(|e| AuditError::io(path, e))?;
@@ -1219,6 +1243,21 @@ fn check_against_last_checkpoint(sidecar: &Path, seq: u64, prev: &str) -> Result
     if cp.seq == seq && cp.hash != prev {
         return Err(AuditError::Corrupt(format!(
             "the last record (seq {seq}) differs from the last checkpoint: run `sekisho audit verify`"
+        )));
+    }
+    Ok(())
+}
+
+/// The checkpoint key must not live in the log directory: whoever can change the log
+/// could then also sign a forged checkpoint.
+fn refuse_key_inside(dir: &Path, key: &Path) -> Result<(), AuditError> {
+    let dir = dir.canonicalize().map_err(|e| AuditError::io(dir, e))?;
+    let key_abs = key.canonicalize().map_err(|e| AuditError::io(key, e))?;
+    if key_abs.starts_with(&dir) {
+        return Err(AuditError::Config(format!(
+            "the checkpoint key {} is inside the audit directory {}: keep it elsewhere",
+            key.display(),
+            dir.display()
         )));
     }
     Ok(())

@@ -498,3 +498,30 @@ async fn while_down_the_writer_retries_at_its_interval_not_in_a_tight_loop() {
     task.await.unwrap().unwrap();
     assert_eq!(kinds(dir.path()), ["access", "recovered"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpoint_key_may_not_live_in_the_log_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = sekisho_audit::checkpoint::generate_key_pair().unwrap();
+    std::fs::write(dir.path().join("k.pem"), private).unwrap();
+    let mut cfg = strict_cfg(dir.path());
+    cfg.checkpoint = Some(sekisho_audit::CheckpointConfig::new(
+        dir.path().join("k.pem"),
+    ));
+    let err = sekisho_audit::AuditWriter::start(cfg, clock("2026-11-23T01:00:00Z")).unwrap_err();
+    assert!(matches!(err, AuditError::Config(_)), "{err}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trail_files_are_not_world_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (h, task) = start(strict_cfg(dir.path()), clock("2026-11-23T01:00:00Z"));
+    h.append(access(1, Decision::Allow)).await.unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    let f = &sekisho_audit::files::list(dir.path()).unwrap()[0];
+    let mode = std::fs::metadata(&f.path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o007, 0, "mode {mode:o}");
+}
