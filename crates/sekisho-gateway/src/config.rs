@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use sekisho_policy::{PolicyId, PolicySet, Target};
+use sekisho_posture::DevicesConfig;
 use sekisho_yaml::{Decoder, Diagnostic, Kind, Node, Path, Severity};
 
 use crate::host::HostPattern;
@@ -35,6 +37,13 @@ pub struct Config {
     pub zones: BTreeMap<String, Arc<Zone>>,
     pub listeners: Vec<Listener>,
     pub routes: Vec<Arc<Route>>,
+    /// The compiled policy set (absent when no `policies:` are configured, in which case
+    /// only `access: public` routes exist).
+    pub policies: Option<Arc<PolicySet>>,
+    /// Policy files read (watched for reload).
+    pub policy_files: Vec<PathBuf>,
+    /// Device trust, inventory and posture assertions (absent: no device certificates).
+    pub devices: Option<DevicesConfig>,
     /// Warnings that did not stop the load (shown by `check`, logged by `serve`).
     pub warnings: Vec<Diagnostic>,
 }
@@ -81,6 +90,8 @@ pub struct Zone {
     pub bind: Option<IpAddr>,
     /// A policy AND-ed with every route policy in the zone (enforced once policies land).
     pub require: Option<String>,
+    /// `require` resolved in the policy set.
+    pub floor: Option<PolicyId>,
     pub isolated: bool,
     pub response: ZoneResponse,
 }
@@ -155,6 +166,10 @@ pub struct Route {
     pub upstream_tls: Option<UpstreamTls>,
     pub upstream_http2: bool,
     pub access: Access,
+    /// For `Access::Policy`: the route policy AND-ed with the zone floor.
+    pub target: Option<Target>,
+    /// Ask browsers for a device certificate on this route's hosts (see `client_certificate`).
+    pub client_certificate: bool,
     pub timeouts: Timeouts,
     /// Strip the route's path prefix before forwarding (`/app/x` → `/x`).
     pub strip_prefix: bool,
@@ -280,6 +295,8 @@ fn version_of(text: &str) -> String {
 
 const ROOT_KEYS: &[&str] = &[
     "instance",
+    "policies",
+    "devices",
     "logging",
     "admin",
     "limits",
@@ -325,12 +342,38 @@ fn decode_root(d: &mut Decoder, root: &Node, base: &FsPath) -> Option<Config> {
         None => Some(Vec::new()),
     };
 
+    // Policies first: zones and routes refer to them by name.
+    let (policies, policy_files) = match m.get("policies") {
+        Some(n) => decode_policies(d, n, &rp.key("policies"), base),
+        None => (None, Vec::new()),
+    };
+    let devices = m
+        .get("devices")
+        .and_then(|n| decode_devices(d, n, &rp.key("devices"), base));
+
     let zones_path = rp.key("zones");
-    let zones = match m.require(d, "zones") {
+    let mut zones = match m.require(d, "zones") {
         Some(n) => decode_zones(d, n, &zones_path),
         None => None,
     }
     .unwrap_or_default();
+    for (name, z) in zones.iter_mut() {
+        if let Some(req) = z.zone.require.clone() {
+            let at = m
+                .get("zones")
+                .and_then(|zn| zn.get(name))
+                .and_then(|zn| zn.get("require"));
+            z.zone.floor = at.and_then(|at| {
+                policy_ref(
+                    d,
+                    at,
+                    &zones_path.key(name).key("require"),
+                    &req,
+                    policies.as_deref(),
+                )
+            });
+        }
+    }
     let listeners_path = rp.key("listeners");
     let listeners = match m.require(d, "listeners") {
         Some(n) => decode_listeners(d, n, &listeners_path, &zones, base),
@@ -341,6 +384,15 @@ fn decode_root(d: &mut Decoder, root: &Node, base: &FsPath) -> Option<Config> {
         Some(n) => decode_routes(d, n, &routes_path, &zones, &listeners, base),
         None => Vec::new(),
     };
+    let mut routes = routes;
+    resolve_route_policies(
+        d,
+        &mut routes,
+        &routes_path,
+        &zones,
+        policies.as_deref(),
+        devices.is_some(),
+    );
 
     if let Some(n) = m.get("zones") {
         check_zone_overlap(d, n, &zones_path, &zones);
@@ -364,6 +416,9 @@ fn decode_root(d: &mut Decoder, root: &Node, base: &FsPath) -> Option<Config> {
             .collect(),
         listeners: listeners.into_iter().map(|l| l.listener).collect(),
         routes: routes.into_iter().map(|r| Arc::new(r.route)).collect(),
+        policies,
+        policy_files,
+        devices,
         warnings: Vec::new(),
     })
 }
@@ -669,6 +724,7 @@ fn decode_zone(d: &mut Decoder, name: &str, n: &Node, p: &Path) -> Option<ZoneDr
             egress_deny,
             bind,
             require,
+            floor: None,
             isolated,
             response,
         },
@@ -856,6 +912,7 @@ const ROUTE_KEYS: &[&str] = &[
     "upstream_http2",
     "access",
     "policy",
+    "client_certificate",
     "timeouts",
 ];
 
@@ -1039,6 +1096,16 @@ fn decode_route(
         Some(t) => decode_timeouts(d, t, &p.key("timeouts")),
         None => Some(Timeouts::default()),
     };
+    // `request` (default for policy routes when devices are configured) or `off`;
+    // resolved in `resolve_route_policies` once `devices` is known.
+    let client_certificate = match m.get("client_certificate") {
+        Some(v) => d
+            .one_of(v, &p.key("client_certificate"), &["request", "off"])
+            .map(|s| Some(s == "request")),
+        None => Some(None),
+    };
+    let client_certificate: Option<bool> =
+        client_certificate.map(|c| c.unwrap_or(matches!(access, Some(Access::Policy(_)))));
 
     let upstream_tls = match m.get("upstream_tls") {
         Some(t) => {
@@ -1195,6 +1262,8 @@ fn decode_route(
         upstream_tls,
         upstream_http2: upstream_http2?,
         access: access?,
+        target: None,
+        client_certificate: client_certificate?,
         timeouts: timeouts?,
         strip_prefix: strip_prefix?,
     })
@@ -1403,6 +1472,177 @@ fn check_route_overlap(d: &mut Decoder, _n: &Node, p: &Path, routes: &[RouteDraf
                 );
             }
         }
+    }
+}
+
+/// Reads the policy files and directories named in `policies:` and compiles them.
+fn decode_policies(
+    d: &mut Decoder,
+    n: &Node,
+    p: &Path,
+    base: &FsPath,
+) -> (Option<Arc<PolicySet>>, Vec<PathBuf>) {
+    let Some(entries) = d.string_list(n, p) else {
+        return (None, Vec::new());
+    };
+    let mut files = Vec::new();
+    for e in entries {
+        let path = base.join(&e);
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = match std::fs::read_dir(&path) {
+                Ok(rd) => rd
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|f| {
+                        f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml")
+                    })
+                    .collect(),
+                Err(err) => {
+                    d.error(
+                        n,
+                        p,
+                        format!("cannot read directory `{}`: {err}", path.display()),
+                        None,
+                    );
+                    continue;
+                }
+            };
+            found.sort();
+            if found.is_empty() {
+                d.error(
+                    n,
+                    p,
+                    format!("directory `{}` has no .yaml policy files", path.display()),
+                    None,
+                );
+            }
+            files.extend(found);
+        } else if path.is_file() {
+            files.push(path);
+        } else {
+            d.error(
+                n,
+                p,
+                format!("`{}` does not exist", path.display()),
+                Some("name policy files or a directory of them, relative to this file".into()),
+            );
+        }
+    }
+    let mut texts = Vec::new();
+    for f in &files {
+        match std::fs::read_to_string(f) {
+            Ok(t) => texts.push((f.display().to_string(), t)),
+            Err(e) => d.error(n, p, format!("cannot read `{}`: {e}", f.display()), None),
+        }
+    }
+    if texts.is_empty() {
+        return (None, files);
+    }
+    match PolicySet::compile(&texts) {
+        Ok((set, warnings)) => {
+            for w in warnings {
+                d.push_diagnostic(w);
+            }
+            (Some(Arc::new(set)), files)
+        }
+        Err(diags) => {
+            for x in diags {
+                d.push_diagnostic(x);
+            }
+            (None, files)
+        }
+    }
+}
+
+/// The `devices:` section is posture's own serde type; relative paths are made relative
+/// to this file.
+fn decode_devices(d: &mut Decoder, n: &Node, p: &Path, base: &FsPath) -> Option<DevicesConfig> {
+    let mut cfg: DevicesConfig = sekisho_yaml::deserialize(d, n, p)?;
+    let fix = |x: &mut PathBuf| {
+        if x.is_relative() {
+            *x = base.join(&*x);
+        }
+    };
+    cfg.trust.ca_files.iter_mut().for_each(fix);
+    cfg.trust.crl_files.iter_mut().for_each(fix);
+    cfg.inventory_files.iter_mut().for_each(fix);
+    if let Some(a) = cfg.assertions.as_mut() {
+        for k in &mut a.keys {
+            fix(&mut k.public_key_file);
+        }
+    }
+    Some(cfg)
+}
+
+/// Resolves a policy name, with a did-you-mean hint when it is unknown.
+fn policy_ref(
+    d: &mut Decoder,
+    at: &Node,
+    p: &Path,
+    name: &str,
+    set: Option<&PolicySet>,
+) -> Option<PolicyId> {
+    let Some(set) = set else {
+        d.error(
+            at,
+            p,
+            format!("policy `{name}` is named, but no policies are loaded"),
+            Some("add `policies: [../policies]` naming the policy files (or fix the errors reported in them)".into()),
+        );
+        return None;
+    };
+    if let Some(id) = set.lookup(name) {
+        return Some(id);
+    }
+    let names: Vec<&str> = set.policy_names().collect();
+    let hint = match sekisho_yaml::did_you_mean(name, &names) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!("policies defined: {}", names.join(", ")),
+    };
+    d.error(at, p, format!("unknown policy `{name}`"), Some(hint));
+    None
+}
+
+/// Gives every policy route its target (route policy AND zone floor), and warns about
+/// routes whose effective policy admits everyone without being marked public.
+fn resolve_route_policies(
+    d: &mut Decoder,
+    routes: &mut [RouteDraft],
+    p: &Path,
+    zones: &BTreeMap<String, ZoneDraft>,
+    set: Option<&PolicySet>,
+    devices: bool,
+) {
+    for r in routes.iter_mut() {
+        let rp = p.key(&r.route.name);
+        if !devices {
+            r.route.client_certificate = false;
+        }
+        let Access::Policy(name) = &r.route.access else {
+            continue;
+        };
+        let at = r
+            .node
+            .get("policy")
+            .cloned()
+            .unwrap_or_else(|| r.node.clone());
+        let Some(policy) = policy_ref(d, &at, &rp.key("policy"), name, set) else {
+            continue;
+        };
+        let floor = zones.get(&r.route.zone).and_then(|z| z.zone.floor);
+        let target = Target { floor, policy };
+        if let Some(set) = set
+            && set.admits_everyone(policy)
+            && floor.is_none_or(|f| set.admits_everyone(f))
+        {
+            d.warning(
+                &at,
+                &rp.key("policy"),
+                format!("route `{}`: policy `{name}` admits everyone", r.route.name),
+                Some("if that is intended, write `access: public` so it is visible; otherwise narrow the policy".into()),
+            );
+        }
+        r.route.target = Some(target);
     }
 }
 

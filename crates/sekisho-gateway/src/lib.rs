@@ -8,6 +8,7 @@
 
 pub mod canon;
 pub mod config;
+pub mod device;
 pub mod egress;
 pub mod h1guard;
 pub mod host;

@@ -27,12 +27,16 @@ use crate::proxy::{ForwardError, IdleTimeout};
 use crate::respond::{self, Body, Refusal};
 use crate::snapshot::Snapshot;
 
+/// The gateway's clock: every time-dependent decision reads it, so tests can set it.
+pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
+
 /// Shared state of a running gateway.
 pub struct Gateway {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
     /// Configuration and TLS loaded and listeners bound.
     pub ready: AtomicBool,
+    pub clock: Clock,
 }
 
 impl Gateway {
@@ -42,6 +46,7 @@ impl Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             ready: AtomicBool::new(false),
+            clock: Arc::new(jiff::Timestamp::now),
         })
     }
 
@@ -59,6 +64,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// TLS server name the client asked for (lower case).
     pub sni: Option<String>,
+    /// The device certificate presented at the handshake, if any.
+    pub device: crate::device::ConnDevice,
 }
 
 /// The request after step 1: canonical host and path, and the query as received.
@@ -335,14 +342,24 @@ pub async fn handle(
         return Ok(resp);
     };
 
-    // 3–5. identity, device, decide. Until the policy engine is wired in, only routes
-    // explicitly marked `access: public` are reachable: nothing is open by omission.
-    let (decision, why) = match &route.access {
-        Access::Public => (Decision::Allow, "public"),
-        Access::Policy(_) => (Decision::Deny, "policy_unavailable"),
+    // 3. identity (wired in with the identity step; until then nobody is signed in).
+    let now = (gw.clock)();
+    // 4. device: checked again on every request.
+    let device = match &snap.devices {
+        Some(p) => {
+            let assertion = p
+                .assertion_header()
+                .and_then(|h| req.headers().get(h))
+                .and_then(|v| v.to_str().ok());
+            crate::device::evaluate(p, snap.generation, &conn.device, assertion, now)
+        }
+        None => crate::device::DeviceView::none(),
     };
-    if decision == Decision::Deny {
-        let resp = respond::refusal(&Refusal::Forbidden, req.headers(), &rid, false);
+    // 5. decide.
+    let (decision, why, refusal) =
+        decide(&snap, &route, &target, &conn, req.method(), &device, now);
+    if let Some(refusal) = refusal {
+        let resp = respond::refusal(&refusal, req.headers(), &rid, false);
         finish(
             &gw,
             &conn,
@@ -356,7 +373,7 @@ pub async fn handle(
         return Ok(resp);
     }
     if route.kind == RouteKind::ScreenTransfer && carries_file(req.headers()) {
-        let resp = respond::refusal(&Refusal::Forbidden, req.headers(), &rid, false);
+        let resp = respond::refusal(&Refusal::Forbidden(vec![]), req.headers(), &rid, false);
         finish(
             &gw,
             &conn,
@@ -383,6 +400,60 @@ pub async fn handle(
         why,
     );
     Ok(resp)
+}
+
+/// Step 5: the zone floor AND the route policy decide; public routes are allowed.
+/// Returns the decision, its reason code, and the refusal to answer with (if any).
+fn decide(
+    snap: &Snapshot,
+    route: &Route,
+    target: &Target,
+    conn: &ConnInfo,
+    method: &Method,
+    device: &crate::device::DeviceView,
+    now: jiff::Timestamp,
+) -> (Decision, &'static str, Option<Refusal>) {
+    let Access::Policy(_) = &route.access else {
+        return (Decision::Allow, "public", None);
+    };
+    let (Some(set), Some(policy_target)) = (snap.config.policies.as_deref(), route.target) else {
+        // Cannot happen with a configuration that loaded; fail closed all the same.
+        return (
+            Decision::Deny,
+            "policy_unavailable",
+            Some(Refusal::Forbidden(vec![])),
+        );
+    };
+    let request = sekisho_policy::Request {
+        method: method.as_str().to_owned(),
+        host: target.host.clone(),
+        path: target.path.clone(),
+        zone: route.zone.clone(),
+        route: route.name.clone(),
+        source_ip: crate::config::canonical_ip(conn.peer.ip()),
+    };
+    let input = sekisho_policy::Input {
+        identity: None,
+        device: Some(&device.input),
+        request: &request,
+        now,
+    };
+    let d = set.evaluate(policy_target, &input);
+    let reasons: Vec<&'static sekisho_policy::Reason> = d.reasons.iter().collect();
+    let code = d.reason_code();
+    match d.outcome {
+        sekisho_policy::Outcome::Allow => (Decision::Allow, code, None),
+        sekisho_policy::Outcome::Deny => (Decision::Deny, code, Some(Refusal::Forbidden(reasons))),
+        sekisho_policy::Outcome::LoginRequired => {
+            (Decision::Deny, code, Some(Refusal::LoginRequired))
+        }
+        sekisho_policy::Outcome::DeviceCertificateRequired => {
+            (Decision::Deny, code, Some(Refusal::DeviceRequired(reasons)))
+        }
+        sekisho_policy::Outcome::StepUp(_) => {
+            (Decision::Deny, code, Some(Refusal::StepUp(reasons)))
+        }
+    }
 }
 
 /// Whether a request or response carries a file (refused on screen-transfer crossings,
@@ -633,7 +704,7 @@ async fn forward(
     }
 
     if route.kind == RouteKind::ScreenTransfer && carries_file(resp.headers()) {
-        return respond::refusal(&Refusal::Forbidden, &parts.headers, rid, false);
+        return respond::refusal(&Refusal::Forbidden(vec![]), &parts.headers, rid, false);
     }
 
     let (mut rparts, rbody) = resp.into_parts();

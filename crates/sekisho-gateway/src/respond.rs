@@ -31,8 +31,14 @@ pub enum Refusal {
     /// The TLS server name and the Host header name different sites.
     Misdirected,
     NotFound,
-    /// Access denied by policy or by default deny.
-    Forbidden,
+    /// Access denied by policy or by default deny, with the policy's reasons.
+    Forbidden(Vec<&'static sekisho_policy::Reason>),
+    /// The policy needs to know who the user is.
+    LoginRequired,
+    /// The policy needs a valid device certificate.
+    DeviceRequired(Vec<&'static sekisho_policy::Reason>),
+    /// The policy needs a stronger or fresher sign-in.
+    StepUp(Vec<&'static sekisho_policy::Reason>),
     UpstreamUnavailable,
     UpstreamTimeout,
     /// A dependency the gateway needs (audit trail, identity provider) is failing.
@@ -46,7 +52,8 @@ impl Refusal {
             Refusal::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Refusal::NotFound => StatusCode::NOT_FOUND,
-            Refusal::Forbidden => StatusCode::FORBIDDEN,
+            Refusal::Forbidden(_) | Refusal::DeviceRequired(_) => StatusCode::FORBIDDEN,
+            Refusal::LoginRequired | Refusal::StepUp(_) => StatusCode::UNAUTHORIZED,
             Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -80,7 +87,25 @@ impl Refusal {
                 "Page not found",
                 "Check the address. Ask the IT team for the address of the service you need.",
             ),
-            Refusal::Forbidden => (
+            Refusal::LoginRequired => (
+                "サインインが必要です",
+                "このサービスを利用するには、自治体のアカウントでサインインしてください。",
+                "Sign-in required",
+                "Sign in with your municipality account to use this service.",
+            ),
+            Refusal::DeviceRequired(_) => (
+                "登録された端末が必要です",
+                "このサービスは、自治体が管理する端末の証明書がある場合だけ利用できます。端末に証明書がインストールされているか、情報システム担当に確認してください。",
+                "A registered device is required",
+                "This service is available only from a device with the municipality's device certificate. Ask the IT team whether your device has one.",
+            ),
+            Refusal::StepUp(_) => (
+                "追加の認証が必要です",
+                "このサービスでは、多要素認証によるサインインか、より新しいサインインが必要です。もう一度サインインしてください。",
+                "Additional authentication required",
+                "This service needs a sign-in with multi-factor authentication, or a more recent one. Sign in again.",
+            ),
+            Refusal::Forbidden(_) => (
                 "アクセスが許可されていません",
                 "このサービスを利用する権限がありません。必要な場合は、下のリクエスト ID を添えて情報システム担当にお問い合わせください。",
                 "Access is not permitted",
@@ -150,19 +175,34 @@ pub fn refusal(
     let (ja_title, ja_advice, en_title, en_advice) = refusal.text();
     let english = prefers_english(request_headers);
     let status = refusal.status();
+    let reasons: &[&'static sekisho_policy::Reason] = match refusal {
+        Refusal::Forbidden(r) | Refusal::DeviceRequired(r) | Refusal::StepUp(r) => r,
+        _ => &[],
+    };
     let (body, content_type) = if wants_html(request_headers) {
-        let (lang, title, advice, id_label) = if english {
-            ("en", en_title, en_advice, "Request ID")
+        let (lang, title, advice, id_label, why_label) = if english {
+            ("en", en_title, en_advice, "Request ID", "Why")
         } else {
-            ("ja", ja_title, ja_advice, "リクエスト ID")
+            ("ja", ja_title, ja_advice, "リクエスト ID", "理由")
         };
+        let mut why = String::new();
+        if !reasons.is_empty() {
+            why.push_str(&format!("<h2>{why_label}</h2><ul>"));
+            for r in reasons {
+                why.push_str(&format!(
+                    "<li>{}</li>",
+                    escape(if english { r.en } else { r.ja })
+                ));
+            }
+            why.push_str("</ul>");
+        }
         let html = format!(
             "<!doctype html>\n<html lang=\"{lang}\">\n<head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
              <title>{title} — Sekisho</title>\
              <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#1a1a1a;background:#fff;line-height:1.6}}\
              h1{{font-size:1.5rem}}code{{background:#f0f0f0;padding:.1rem .3rem}}</style></head>\n\
-             <body><main><h1>{title}</h1><p>{advice}</p>\
+             <body><main><h1>{title}</h1>{why}<p>{advice}</p>\
              <p>{id_label}: <code>{id}</code></p><p><small>HTTP {code}</small></p></main></body></html>\n",
             title = escape(title),
             advice = escape(advice),
@@ -172,10 +212,12 @@ pub fn refusal(
         (html, "text/html; charset=utf-8")
     } else {
         let title = if english { en_title } else { ja_title };
-        (
-            format!("{title} ({})\nrequest-id: {request_id}\n", status.as_u16()),
-            "text/plain; charset=utf-8",
-        )
+        let mut text = format!("{title} ({})\n", status.as_u16());
+        for r in reasons {
+            text.push_str(&format!("- {}\n", if english { r.en } else { r.ja }));
+        }
+        text.push_str(&format!("request-id: {request_id}\n"));
+        (text, "text/plain; charset=utf-8")
     };
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
@@ -196,6 +238,24 @@ pub fn refusal(
     if close {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    match refusal {
+        Refusal::LoginRequired => {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sekisho\""),
+            );
+        }
+        // RFC 9470: the token is fine, the authentication behind it is not enough.
+        Refusal::StepUp(_) => {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    "Bearer realm=\"sekisho\", error=\"insufficient_user_authentication\"",
+                ),
+            );
+        }
+        _ => {}
+    }
     resp
 }
 
@@ -207,7 +267,7 @@ mod tests {
     fn html_pages_are_japanese_by_default_and_escape_the_request_id() {
         let mut h = http::HeaderMap::new();
         h.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
-        let r = refusal(&Refusal::Forbidden, &h, "<id>", false);
+        let r = refusal(&Refusal::Forbidden(vec![]), &h, "<id>", false);
         assert_eq!(r.status(), 403);
         let ct = r.headers()[header::CONTENT_TYPE].to_str().unwrap();
         assert!(ct.starts_with("text/html"));

@@ -200,6 +200,10 @@ impl Running {
                 files.push(t.ca.clone());
             }
         }
+        files.extend(snap.config.policy_files.iter().cloned());
+        if let Some(d) = &snap.devices {
+            files.extend(d.watched_files());
+        }
         files
     }
 
@@ -252,7 +256,7 @@ async fn accept_loop(
                 };
                 let _ = stream.set_nodelay(true);
                 let gw = gw.clone();
-                let conn = ConnInfo { listener: name.clone(), zone: zone.clone(), peer, tls, sni: None };
+                let conn = ConnInfo { listener: name.clone(), zone: zone.clone(), peer, tls, sni: None, device: Default::default() };
                 let limits = limits.clone();
                 let shutdown = shutdown.clone();
                 let gauge = gauge.clone();
@@ -291,7 +295,13 @@ async fn serve_connection(
             .client_hello()
             .server_name()
             .map(str::to_ascii_lowercase);
-        let Some(cfg) = gw.snapshot.load().server_tls.get(&conn.listener).cloned() else {
+        let Some((cfg, _asks_for_device)) = gw
+            .snapshot
+            .load()
+            .server_tls
+            .get(&conn.listener)
+            .map(|t| t.for_sni(conn.sni.as_deref()))
+        else {
             return;
         };
         let tls =
@@ -303,6 +313,11 @@ async fn serve_connection(
                 }
                 Err(_) => return,
             };
+        conn.device.chain = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|d| d.clone().into_owned()).collect());
         if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
             serve_http(gw, conn, TokioIo::new(tls), &limits, shutdown).await;
         } else {

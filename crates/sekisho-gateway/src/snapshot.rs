@@ -10,16 +10,42 @@ use rustls::ServerConfig;
 use sekisho_yaml::Diagnostic;
 
 use crate::config::{self, Config, LoadError};
+use crate::host::HostPattern;
 use crate::proxy::UpstreamPool;
 use crate::routing::RouteTable;
 use crate::tls::ListenerCerts;
 
 pub struct Snapshot {
+    /// Unique per snapshot built in this process (increases on every reload).
+    pub generation: u64,
     pub config: Arc<Config>,
     pub routes: RouteTable,
     pub pools: HashMap<String, Arc<UpstreamPool>>,
-    /// TLS server configuration per listener name (absent for plaintext listeners).
-    pub server_tls: HashMap<String, Arc<ServerConfig>>,
+    /// TLS server configurations per listener name (absent for plaintext listeners).
+    pub server_tls: HashMap<String, ListenerTls>,
+    /// Device trust and posture (absent when no `devices:` are configured).
+    pub devices: Option<Arc<sekisho_posture::DevicePosture>>,
+}
+
+/// A listener's TLS configurations: browsers are asked for a device certificate only on
+/// hosts whose routes want one, so public sites never show a certificate prompt.
+pub struct ListenerTls {
+    pub plain: Arc<ServerConfig>,
+    pub device: Option<Arc<ServerConfig>>,
+    pub device_hosts: Vec<HostPattern>,
+}
+
+impl ListenerTls {
+    /// The configuration for a TLS client hello's server name.
+    pub fn for_sni(&self, sni: Option<&str>) -> (Arc<ServerConfig>, bool) {
+        if let (Some(device), Some(name)) = (&self.device, sni) {
+            let name = name.to_ascii_lowercase();
+            if self.device_hosts.iter().any(|p| p.matches(&name)) {
+                return (device.clone(), true);
+            }
+        }
+        (self.plain.clone(), false)
+    }
 }
 
 impl Snapshot {
@@ -33,10 +59,48 @@ impl Snapshot {
     pub fn build(config: Config) -> Result<Snapshot, LoadError> {
         let file = config.source.display().to_string();
         let mut errors = Vec::new();
+        let devices = match &config.devices {
+            Some(dc) => match sekisho_posture::DevicePosture::load(dc) {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    errors.push(Diagnostic {
+                        path: "devices".into(),
+                        ..Diagnostic::file_error(&file, e.to_string(), Some("check the device CA, CRL and inventory files named under `devices`".into()))
+                    });
+                    None
+                }
+            },
+            None => None,
+        };
         let mut server_tls = HashMap::new();
         for l in &config.listeners {
             let Some(tls) = &l.tls else { continue };
-            match ListenerCerts::load(tls).and_then(|c| c.server_config()) {
+            let device_hosts: Vec<HostPattern> = config
+                .routes
+                .iter()
+                .filter(|r| r.client_certificate && r.listeners.contains(&l.name))
+                .flat_map(|r| r.hosts.iter().cloned())
+                .collect();
+            // The deferring verifier asks for a certificate (optional) and checks the
+            // client holds its key; chain, validity and revocation are judged per request
+            // so a refused device gets a page that says why, not a browser TLS error.
+            let verifier = devices
+                .as_ref()
+                .filter(|_| !device_hosts.is_empty())
+                .map(|d| d.trust().deferring_verifier());
+            let built = ListenerCerts::load(tls).and_then(|c| {
+                let plain = c.server_config()?;
+                let device = match verifier {
+                    Some(v) => Some(c.server_config_with(Some(v))?),
+                    None => None,
+                };
+                Ok(ListenerTls {
+                    plain,
+                    device,
+                    device_hosts,
+                })
+            });
+            match built {
                 Ok(sc) => {
                     server_tls.insert(l.name.clone(), sc);
                 }
@@ -75,11 +139,14 @@ impl Snapshot {
             });
         }
         let routes = RouteTable::build(&config);
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Snapshot {
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             config: Arc::new(config),
             routes,
             pools,
             server_tls,
+            devices,
         })
     }
 }

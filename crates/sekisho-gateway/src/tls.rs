@@ -136,11 +136,23 @@ impl ListenerCerts {
 
     /// A server config without client certificates, HTTP/2 and HTTP/1.1 by ALPN.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
-        let mut cfg = ServerConfig::builder_with_provider(provider())
+        self.server_config_with(None)
+    }
+
+    /// A server config that asks for a client certificate checked by `verifier` (which
+    /// decides whether one is optional), or none when `verifier` is `None`.
+    pub fn server_config_with(
+        &self,
+        verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Result<Arc<ServerConfig>, String> {
+        let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_cert_resolver(self.resolver.clone());
+            .map_err(|e| e.to_string())?;
+        let builder = match verifier {
+            Some(v) => builder.with_client_cert_verifier(v),
+            None => builder.with_no_client_auth(),
+        };
+        let mut cfg = builder.with_cert_resolver(self.resolver.clone());
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
     }

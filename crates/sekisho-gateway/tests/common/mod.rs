@@ -265,11 +265,32 @@ impl Gw {
 /// Prepends admin, zones and a TLS listener `lgwan-https` plus a TLS listener
 /// `internet-https` (both on 127.0.0.1:0) to the given routes YAML.
 pub fn full_yaml(pki: &Pki, rest: &str) -> String {
+    full_yaml_with(pki, "", rest)
+}
+
+/// Test policies: `admins-only` (group admins), `lgwan-staff` (group staff), and
+/// `managed-device` (anyone on a managed device with a valid certificate).
+pub const TEST_POLICIES: &str = r#"policies:
+  admins-only:
+    allow:
+      - groups: [admins]
+  lgwan-staff:
+    allow:
+      - groups: [staff]
+  managed-device:
+    allow:
+      - device: { certificate: true, managed: true }
+"#;
+
+/// Like [`full_yaml`], with extra top-level sections (e.g. `devices:`).
+pub fn full_yaml_with(pki: &Pki, extra: &str, rest: &str) -> String {
+    std::fs::write(pki.path("policies.yaml"), TEST_POLICIES).unwrap();
     format!(
         r#"instance: test
 admin:
   listen: 127.0.0.1:0
-{zones}listeners:
+policies: [policies.yaml]
+{extra}{zones}listeners:
   lgwan-https:
     zone: lgwan
     listen: 127.0.0.1:0

@@ -1,0 +1,194 @@
+//! Device certificates and posture in every decision, with real TLS handshakes: the
+//! gateway asks for a certificate only on hosts that need one, checks it on every request
+//! (so revocation reaches kept-alive connections), and decides on inventory facts.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use sekisho_posture::testkit::{TestDevice, TestPki};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn inventory(now: jiff::Timestamp) -> String {
+    let seen = now - jiff::SignedDuration::from_hours(1);
+    format!(
+        r#"devices:
+  - device_id: PC-0042
+    managed: true
+    ownership: corporate
+    compliant: true
+    last_check_in: "{seen}"
+  - device_id: PHONE-7
+    managed: false
+    ownership: byod
+    last_check_in: "{seen}"
+"#
+    )
+}
+
+struct Setup {
+    gw: Gw,
+    devices: TestPki,
+    up: Echo,
+}
+
+async fn setup() -> Setup {
+    let up = echo("portal", "127.0.10.80:0").await;
+    let public = echo("public", "127.0.10.81:0").await;
+    let devices = TestPki::new();
+    let pki = Pki::new(&[SITE, "other.test.localhost"]);
+    std::fs::write(
+        pki.path("inventory.yaml"),
+        inventory(jiff::Timestamp::now()),
+    )
+    .unwrap();
+    let extra = format!(
+        "devices:\n  trust:\n    ca_files: [{}]\n    crl_files: [{}]\n  inventory_files: [inventory.yaml]\n",
+        devices.ca_path().display(),
+        devices.crl_path().display()
+    );
+    let routes = format!(
+        r#"routes:
+  portal:
+    zone: lgwan
+    hosts: [{SITE}]
+    upstreams: [http://{}]
+    policy: managed-device
+  public:
+    zone: lgwan
+    hosts: [other.test.localhost]
+    upstreams: [http://{}]
+    access: public
+"#,
+        up.addr, public.addr
+    );
+    let config_path = pki.path("sekisho.yaml");
+    std::fs::write(&config_path, full_yaml_with(&pki, &extra, &routes)).unwrap();
+    let running = sekisho_gateway::server::start(&config_path)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Setup {
+        gw: Gw {
+            running,
+            config_path,
+            pki,
+        },
+        devices,
+        up,
+    }
+}
+
+/// A kept-alive TLS connection presenting `device` (or no certificate).
+async fn connect(
+    s: &Setup,
+    device: Option<&TestDevice>,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in sekisho_gateway::tls::load_certs(&s.gw.pki.path("ca.pem")).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(sekisho_gateway::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut cfg = match device {
+        Some(d) => b.with_client_auth_cert(d.chain(), d.key()).unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(s.gw.addr("lgwan-https"))
+        .await
+        .unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(rustls_pki_types::ServerName::try_from(SITE).unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// One request on a kept-alive connection; returns status and body.
+async fn get(
+    conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    path: &str,
+) -> (u16, String) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {SITE}\r\nAccept-Language: en\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let len: usize = text[..head_end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= head_end + 4 + len {
+                return (status_of(&text), text[head_end + 4..].to_owned());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_managed_device_gets_in_and_loses_access_when_revoked_on_the_same_connection() {
+    let s = setup().await;
+    let pc = s.devices.device("PC-0042");
+    let mut conn = connect(&s, Some(&pc)).await;
+    let (status, body) = get(&mut conn, "/work").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.up.count(), 1);
+
+    // Revoke, reload: the next request on the same kept-alive TLS connection is refused.
+    s.devices.revoke(&pc);
+    s.gw.running.reload().unwrap();
+    let (status, body) = get(&mut conn, "/work").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("registered device"), "{body}");
+    assert_eq!(
+        s.up.count(),
+        1,
+        "the revoked device's request never reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn an_unmanaged_device_and_no_certificate_are_refused_with_reasons() {
+    let s = setup().await;
+    let phone = s.devices.device("PHONE-7");
+    let mut conn = connect(&s, Some(&phone)).await;
+    let (status, body) = get(&mut conn, "/").await;
+    assert_eq!(status, 403, "{body}");
+    let mut conn = connect(&s, None).await;
+    let (status, body) = get(&mut conn, "/").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("registered device"), "{body}");
+    // A certificate from another CA proves nothing.
+    let stranger = s.devices.wrong_ca("PC-0042");
+    let mut conn = connect(&s, Some(&stranger)).await;
+    let (status, _) = get(&mut conn, "/").await;
+    assert_eq!(status, 403);
+    assert_eq!(s.up.count(), 0);
+}
+
+#[tokio::test]
+async fn only_hosts_that_need_a_device_ask_for_a_certificate() {
+    let s = setup().await;
+    let snap = s.gw.running.gateway.snapshot.load();
+    let tls = &snap.server_tls["lgwan-https"];
+    assert!(
+        tls.for_sni(Some(SITE)).1,
+        "the policy route's host asks for a device certificate"
+    );
+    assert!(
+        !tls.for_sni(Some("other.test.localhost")).1,
+        "the public host never prompts"
+    );
+    assert!(!tls.for_sni(None).1);
+}
