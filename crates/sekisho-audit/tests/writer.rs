@@ -525,3 +525,26 @@ async fn trail_files_are_not_world_readable() {
     let mode = std::fs::metadata(&f.path).unwrap().permissions().mode();
     assert_eq!(mode & 0o007, 0, "mode {mode:o}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn works_on_a_current_thread_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = AuditConfig::new(dir.path(), "gw");
+    cfg.durability = Durability::Batched {
+        max_delay: Duration::from_millis(5),
+        max_records: 1000,
+    };
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    h.append(access(1, Decision::Allow)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while h.metrics().records_written == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batched deadline fsync never ran"
+        );
+        tokio::task::yield_now().await;
+    }
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(read_lines(dir.path()).len(), 1);
+}
