@@ -92,6 +92,18 @@ pub fn frame(cfg: &SyslogConfig, time: &str, line: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The record's own `time` (the envelope's third field), used as the syslog TIMESTAMP.
+fn record_time(line: &[u8]) -> Option<&str> {
+    let head = &line[..120.min(line.len())];
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => t,
+        Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).ok()?,
+    };
+    let start = text.find("\"time\":\"")? + 8;
+    let len = text[start..].find('"')?;
+    Some(&text[start..start + len])
+}
+
 pub(crate) fn start(
     cfg: SyslogConfig,
     metrics: Arc<AuditMetrics>,
@@ -149,9 +161,14 @@ async fn forward(
 ) {
     let mut conn: Option<Box<dyn AsyncWrite + Send + Unpin>> = None;
     while let Some(line) = rx.recv().await {
-        let time = jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
+        let time = record_time(&line).map_or_else(
+            || {
+                jiff::Timestamp::now()
+                    .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+                    .to_string()
+            },
+            str::to_string,
+        );
         let framed = frame(&cfg, &time, &line);
         // Keep this message until it is sent (or the forwarder stops).
         loop {
