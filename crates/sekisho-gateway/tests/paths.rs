@@ -3,7 +3,7 @@
 //! Routes on one host: `/admin` (protected: denied until a policy allows), `/public` and a
 //! catch-all `/` (both public, each with its own upstream). Every attempt to reach
 //! `/admin` through another reading of the path must be refused (400), or land on the
-//! `/admin` route (403) — and no upstream may ever receive a request that a lenient server
+//! `/admin` route (401: its policy wants a signed-in administrator) — and no upstream may ever receive a request that a lenient server
 //! (decoding twice, treating `\` as `/`, dropping `;` parameters, ignoring case and
 //! trailing dots) would read as `/admin`.
 
@@ -52,7 +52,7 @@ fn lenient_reading_reads_like_a_permissive_server() {
 enum Want {
     /// 400: refused as ambiguous.
     Refused,
-    /// 403: routed to `/admin` and denied there.
+    /// 401: routed to `/admin`, whose policy first wants to know who is asking.
     AdminRoute,
     /// Any status, but it must not be an admin reading upstream (checked below).
     Harmless(u16),
@@ -144,7 +144,7 @@ async fn disguised_paths_never_reach_a_route_they_do_not_match() {
         let status = status_of(&raw);
         match want {
             Refused => assert_eq!(status, 400, "{target}: {raw}"),
-            AdminRoute => assert_eq!(status, 403, "{target}: {raw}"),
+            AdminRoute => assert_eq!(status, 401, "{target}: {raw}"),
             Harmless(s) | Status(s) => assert_eq!(status, *s, "{target}: {raw}"),
         }
     }
@@ -154,7 +154,7 @@ async fn disguised_paths_never_reach_a_route_they_do_not_match() {
         (
             format!("GET https://{SITE}/admin HTTP/1.1\r\nHost: {SITE}\r\n"),
             SITE,
-            403,
+            401,
         ),
         (
             format!("GET https://other.test.localhost/public HTTP/1.1\r\nHost: {SITE}\r\n"),
@@ -174,7 +174,7 @@ async fn disguised_paths_never_reach_a_route_they_do_not_match() {
         (
             format!("GET /admin HTTP/1.1\r\nHost: APP.Test.Localhost.\r\n"),
             SITE,
-            403,
+            401,
         ),
         (
             format!("GET /public HTTP/1.1\r\nHost: {SITE}@evil.example\r\n"),

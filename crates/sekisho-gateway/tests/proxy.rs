@@ -149,7 +149,7 @@ async fn requests_without_a_route_get_404_and_reach_nobody() {
 }
 
 #[tokio::test]
-async fn policy_routes_are_denied_until_a_policy_decides() {
+async fn anonymous_requests_to_policy_routes_are_told_to_sign_in() {
     let up = echo("portal", "127.0.10.6:0").await;
     let gw = gateway(&format!(
         r#"routes:
@@ -169,9 +169,11 @@ async fn policy_routes_are_denied_until_a_policy_decides() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
     let page = resp.text().await.unwrap();
     assert!(page.contains("lang=\"ja\""), "{page}");
+    assert!(page.contains("サインインが必要です"), "{page}");
     assert!(page.contains("リクエスト ID"), "{page}");
     assert_eq!(up.count(), 0);
 }
