@@ -733,6 +733,9 @@ impl Inner {
                     if self.unsynced.is_empty() {
                         self.first_unsynced = None;
                     }
+                    if self.file.set_len(self.synced_len).is_ok() {
+                        self.written_len = self.synced_len;
+                    }
                 }
                 let msg = e.to_string();
                 self.fail(e);
@@ -889,11 +892,10 @@ impl Inner {
             .fetch_add(1, Ordering::Relaxed);
         // Cut off whatever part of the failed write reached the file right away, so no
         // torn line stays behind even if the process dies before writing works again.
-        // (What was written but not fsynced is kept in `unsynced` and written again.)
+        // Complete lines written before (not yet fsynced) stay: they may still reach the
+        // disk; on recovery everything after the last fsync is written again anyway.
         self.rewrite_needed = true;
-        if self.file.set_len(self.synced_len).is_ok() {
-            self.written_len = self.synced_len;
-        }
+        let _ = self.file.set_len(self.written_len);
         tracing::error!(error = %e, file = %self.current.path.display(), "audit trail cannot be written; refusing requests until it can");
         if self.down.is_none() {
             let since = self.clock.now();

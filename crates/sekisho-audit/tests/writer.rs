@@ -548,3 +548,26 @@ async fn works_on_a_current_thread_runtime() {
     task.await.unwrap().unwrap();
     assert_eq!(read_lines(dir.path()).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_records_refused_after_a_failed_fsync_leave_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = FaultInjector::new();
+    let mut cfg = strict_cfg(dir.path());
+    cfg.fault_injection = Some(fault.clone());
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    h.append(access(1, Decision::Allow)).await.unwrap();
+    fault.fail_fsync(FaultKind::Io);
+    assert!(h.append(access(2, Decision::Allow)).await.is_err());
+    // The refused record was written but never fsynced; it is cut off again at once,
+    // so even a crash right now could not leave a record of a request answered 503.
+    let on_disk = std::fs::read_to_string(dir.path().join("audit-2026-11-23-0001.jsonl")).unwrap();
+    assert_eq!(on_disk.lines().count(), 1);
+    assert!(!on_disk.contains("req-0002"));
+    fault.heal();
+    h.subscribe_health().wait_for(|h| h.healthy).await.unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(kinds(dir.path()), ["access", "recovered"]);
+    assert!(verify(dir.path()).unwrap().is_ok());
+}
