@@ -1080,15 +1080,21 @@ impl Inner {
             sig: String::new(),
         };
         signer.sign(&mut cp);
-        let res = (|| -> std::io::Result<()> {
+        let res = (|| -> std::io::Result<Vec<u8>> {
             let mut line = serde_json::to_vec(&cp)?;
             line.push(b'\n');
             let mut f = private_options().create(true).append(true).open(sidecar)?;
             std::io::Write::write_all(&mut f, &line)?;
-            f.sync_data()
+            f.sync_data()?;
+            line.pop();
+            Ok(line)
         })();
         match res {
-            Ok(()) => {
+            Ok(line) => {
+                // The syslog copy of a checkpoint is an anchor outside this machine.
+                if let Some(s) = &self.syslog {
+                    s.offer(&line);
+                }
                 self.last_cp_seq = self.seq;
                 self.last_cp_at = Instant::now();
                 self.shared

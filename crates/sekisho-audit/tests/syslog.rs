@@ -84,6 +84,34 @@ async fn forwards_rfc5424_octet_counted_over_tcp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_are_forwarded_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (private, _) = sekisho_audit::checkpoint::generate_key_pair().unwrap();
+    std::fs::write(keys.path().join("k.pem"), private).unwrap();
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = AuditConfig::new(dir.path().join("log"), "gw");
+    cfg.durability = Durability::Strict;
+    cfg.checkpoint = Some(sekisho_audit::CheckpointConfig::new(
+        keys.path().join("k.pem"),
+    ));
+    cfg.syslog = Some(SyslogConfig::new(server.local_addr().unwrap().to_string()));
+    let (h, task) = start(cfg, clock("2026-11-23T00:00:00Z"));
+    h.append(access(1, Decision::Allow)).await.unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    let (mut conn, _) = server.accept().await.unwrap();
+    read_frame(&mut conn).await;
+    let cp = read_frame(&mut conn).await;
+    let text = String::from_utf8(cp).unwrap();
+    let json = text.split_once('\u{feff}').unwrap().1;
+    let cp: sekisho_audit::checkpoint::Checkpoint = serde_json::from_str(json).unwrap();
+    assert_eq!(cp.seq, 1);
+    let sidecar = std::fs::read_to_string(dir.path().join("log/checkpoints.jsonl")).unwrap();
+    assert_eq!(sidecar.trim_end(), json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_syslog_server_never_blocks_appends_nor_loses_local_records() {
     let dir = tempfile::tempdir().unwrap();
     // A port nobody listens on: bind, note the port, close.
