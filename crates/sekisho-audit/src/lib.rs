@@ -62,6 +62,7 @@
 pub mod checkpoint;
 pub mod clock;
 mod error;
+#[doc(hidden)] // test hook, see `AuditConfig::fault_injection`
 pub mod fault;
 pub mod files;
 pub mod query;
