@@ -52,5 +52,5 @@ mod users;
 
 pub use config::{DevClient, DevIdpConfig};
 pub use error::{DevIdpError, Result};
-pub use provider::{DevIdp, RunningIdp, SESSION_COOKIE};
+pub use provider::{DevIdp, MintedTokens, RunningIdp, SESSION_COOKIE};
 pub use users::{ACR_MFA, ACR_PWD, DemoUser, demo_users};

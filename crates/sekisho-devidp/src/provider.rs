@@ -40,10 +40,10 @@ impl DevIdp {
     pub async fn start(cfg: DevIdpConfig) -> Result<RunningIdp> {
         cfg.validate()?;
         let key = SigningKey::generate()?;
-        // Port 0 works: the issuer needs the bound port, so it is set right after binding.
-        // A request that races in before that sees an empty issuer and fails its checks.
+        // Bound before the provider exists, so the issuer carries the real port (port 0 works).
+        let (listener, addr) = serve::bind(cfg.bind).await?;
         let provider = Arc::new(Provider {
-            issuer: std::sync::OnceLock::new(),
+            issuer: format!("http://{addr}"),
             state: Mutex::new(State {
                 users: cfg.users.clone(),
                 ..State::default()
@@ -52,13 +52,8 @@ impl DevIdp {
             key,
             clock_offset: AtomicI64::new(0),
         });
-        let server = serve::listen(provider.cfg.bind, provider.clone()).await?;
-        let issuer = format!("http://{}", server.addr);
-        provider
-            .issuer
-            .set(issuer)
-            .expect("the issuer is set once, right after binding");
-        tracing::info!(issuer = %provider.issuer(), "development OpenID provider listening (DEVELOPMENT ONLY)");
+        let server = serve::serve(listener, addr, provider.clone());
+        tracing::info!(issuer = %provider.issuer, "development OpenID provider listening (DEVELOPMENT ONLY)");
         Ok(RunningIdp { provider, server })
     }
 }
@@ -107,6 +102,37 @@ impl RunningIdp {
         }
     }
 
+    /// Signs tokens for `username` without a browser, as a sign-in at this moment would —
+    /// for demo scripts (`curl -H "Authorization: Bearer …"`) and tests. `mfa` yields
+    /// `amr: [pwd, otp]` only for users with MFA. `None` for an unknown user or client.
+    /// No refresh token and no IdP session are created.
+    pub fn mint_tokens(&self, client_id: &str, username: &str, mfa: bool) -> Option<MintedTokens> {
+        let p = &self.provider;
+        let client = p.client(client_id)?;
+        let user = p.lock().user(username).cloned()?;
+        let now = p.now();
+        let mfa = mfa && user.mfa;
+        let auth = AuthInfo {
+            username: user.username.clone(),
+            auth_time: now,
+            amr: if mfa { vec!["pwd", "otp"] } else { vec!["pwd"] },
+            acr: if mfa { ACR_MFA } else { ACR_PWD },
+            sid: random_token(16),
+        };
+        let grant = Grant {
+            user: &user,
+            client_id: &client.client_id,
+            scope: "openid email profile",
+            auth: &auth,
+            nonce: None,
+        };
+        let (id_token, access_token) = p.sign_tokens(&grant, now);
+        Some(MintedTokens {
+            id_token,
+            access_token,
+        })
+    }
+
     /// Moves the IdP's clock forward (for `max_age`, expiry and session tests; no sleeping).
     pub fn advance_clock(&self, by: Duration) {
         self.provider
@@ -120,8 +146,23 @@ impl RunningIdp {
     }
 }
 
+/// Tokens from [`RunningIdp::mint_tokens`]. `Debug` prints them redacted.
+#[derive(Clone)]
+pub struct MintedTokens {
+    /// ES256 JWT, header `typ: JWT`, `aud` = the client.
+    pub id_token: String,
+    /// ES256 JWT, header `typ: at+jwt`, `aud` = [`DevIdpConfig::access_token_audience`].
+    pub access_token: String,
+}
+
+impl std::fmt::Debug for MintedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MintedTokens([redacted])")
+    }
+}
+
 struct Provider {
-    issuer: std::sync::OnceLock<String>,
+    issuer: String,
     cfg: DevIdpConfig,
     key: SigningKey,
     clock_offset: AtomicI64,
@@ -169,6 +210,15 @@ struct CodeGrant {
     expires: i64,
     used: bool,
     grant_id: String,
+}
+
+/// What a token response is made from.
+struct Grant<'a> {
+    user: &'a DemoUser,
+    client_id: &'a str,
+    scope: &'a str,
+    auth: &'a AuthInfo,
+    nonce: Option<&'a str>,
 }
 
 struct RefreshGrant {
@@ -389,7 +439,7 @@ impl Handler for Provider {
 
 impl Provider {
     fn issuer(&self) -> &str {
-        self.issuer.get().map(String::as_str).unwrap_or_default()
+        &self.issuer
     }
 
     fn now(&self) -> i64 {
@@ -647,7 +697,11 @@ impl Provider {
         let user = match result {
             Ok(u) => u,
             Err((status, ja, en)) => {
-                tracing::info!(user = %username, "development IdP: sign-in refused");
+                // The typed user name is not logged: people type passwords into the wrong field.
+                tracing::info!(
+                    known_user = user.is_some(),
+                    "development IdP: sign-in refused"
+                );
                 let users = st.users.clone();
                 drop(st);
                 return html::respond(
@@ -852,15 +906,14 @@ impl Provider {
                     },
                 );
                 drop(st);
-                self.token_response(
-                    &user,
-                    &client.client_id,
-                    &req.scope,
-                    &auth,
-                    Some(&req.nonce),
-                    rt,
-                    now,
-                )
+                let grant = Grant {
+                    user: &user,
+                    client_id: &client.client_id,
+                    scope: &req.scope,
+                    auth: &auth,
+                    nonce: Some(&req.nonce),
+                };
+                self.token_response(&grant, rt, now)
             }
             Some("refresh_token") => {
                 let Some(rt) = p.get("refresh_token") else {
@@ -891,7 +944,14 @@ impl Provider {
                     },
                 );
                 drop(st);
-                self.token_response(&user, &client.client_id, &scope, &auth, None, new_rt, now)
+                let grant = Grant {
+                    user: &user,
+                    client_id: &client.client_id,
+                    scope: &scope,
+                    auth: &auth,
+                    nonce: None,
+                };
+                self.token_response(&grant, new_rt, now)
             }
             Some(_) => oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -917,51 +977,46 @@ impl Provider {
         c
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one call site per grant; a struct would only rename them"
-    )]
-    fn token_response(
-        &self,
-        user: &DemoUser,
-        client_id: &str,
-        scope: &str,
-        auth: &AuthInfo,
-        nonce: Option<&str>,
-        refresh_token: String,
-        now: i64,
-    ) -> Resp {
+    /// Signs an ID token and an access token: `(id_token, access_token)`.
+    fn sign_tokens(&self, grant: &Grant<'_>, now: i64) -> (String, String) {
         let ttl = self.cfg.token_ttl.as_secs() as i64;
-        let mut common = Self::user_claims(user);
+        let mut common = Self::user_claims(grant.user);
         common.insert("iss".into(), json!(self.issuer()));
         common.insert("iat".into(), json!(now));
         common.insert("exp".into(), json!(now + ttl));
-        common.insert("auth_time".into(), json!(auth.auth_time));
-        common.insert("amr".into(), json!(auth.amr));
-        common.insert("acr".into(), json!(auth.acr));
+        common.insert("auth_time".into(), json!(grant.auth.auth_time));
+        common.insert("amr".into(), json!(grant.auth.amr));
+        common.insert("acr".into(), json!(grant.auth.acr));
 
         let mut id = common.clone();
-        id.insert("aud".into(), json!(client_id));
-        id.insert("azp".into(), json!(client_id));
-        id.insert("sid".into(), json!(auth.sid));
-        if let Some(n) = nonce {
+        id.insert("aud".into(), json!(grant.client_id));
+        id.insert("azp".into(), json!(grant.client_id));
+        id.insert("sid".into(), json!(grant.auth.sid));
+        if let Some(n) = grant.nonce {
             id.insert("nonce".into(), json!(n));
         }
         let mut at = common;
         at.insert("aud".into(), json!(self.cfg.access_token_audience));
-        at.insert("client_id".into(), json!(client_id));
-        at.insert("scope".into(), json!(scope));
+        at.insert("client_id".into(), json!(grant.client_id));
+        at.insert("scope".into(), json!(grant.scope));
         at.insert("jti".into(), json!(random_token(16)));
+        (
+            self.key.sign("JWT", &Value::Object(id)),
+            self.key.sign("at+jwt", &Value::Object(at)),
+        )
+    }
 
+    fn token_response(&self, grant: &Grant<'_>, refresh_token: String, now: i64) -> Resp {
+        let (id_token, access_token) = self.sign_tokens(grant, now);
         json_response(
             StatusCode::OK,
             &json!({
-                "access_token": self.key.sign("at+jwt", &Value::Object(at)),
+                "access_token": access_token,
                 "token_type": "Bearer",
-                "expires_in": ttl,
-                "id_token": self.key.sign("JWT", &Value::Object(id)),
+                "expires_in": self.cfg.token_ttl.as_secs(),
+                "id_token": id_token,
                 "refresh_token": refresh_token,
-                "scope": scope,
+                "scope": grant.scope,
             }),
         )
     }

@@ -58,7 +58,9 @@ impl Drop for Listening {
     }
 }
 
-pub(crate) async fn listen<H: Handler>(bind: SocketAddr, handler: Arc<H>) -> Result<Listening> {
+/// Binds a loopback address (port 0 allowed); [`serve`] then answers on it. Two steps so that
+/// a handler can know its own address (the IdP's issuer) before the first request.
+pub(crate) async fn bind(bind: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
     if !bind.ip().is_loopback() {
         return Err(DevIdpError::NotLoopback(bind));
     }
@@ -68,6 +70,14 @@ pub(crate) async fn listen<H: Handler>(bind: SocketAddr, handler: Arc<H>) -> Res
     let addr = listener
         .local_addr()
         .map_err(|source| DevIdpError::Bind { addr: bind, source })?;
+    Ok((listener, addr))
+}
+
+pub(crate) fn serve<H: Handler>(
+    listener: TcpListener,
+    addr: SocketAddr,
+    handler: Arc<H>,
+) -> Listening {
     let (stop, mut stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
@@ -106,9 +116,9 @@ pub(crate) async fn listen<H: Handler>(bind: SocketAddr, handler: Arc<H>) -> Res
         drop(listener);
         let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
     });
-    Ok(Listening {
+    Listening {
         addr,
         stop: Some(stop),
         task: Some(task),
-    })
+    }
 }

@@ -120,7 +120,8 @@ impl RunningUpstream {
 
 /// Starts a demo upstream on `bind` (loopback only, e.g. `127.0.10.11:8080`; port 0 allowed).
 pub async fn start(kind: UpstreamKind, bind: SocketAddr) -> Result<RunningUpstream> {
-    let server = serve::listen(bind, Arc::new(Upstream { kind })).await?;
+    let (listener, addr) = serve::bind(bind).await?;
+    let server = serve::serve(listener, addr, Arc::new(Upstream { kind }));
     tracing::info!(upstream = kind.name(), addr = %server.addr, "demo upstream listening");
     Ok(RunningUpstream { kind, server })
 }

@@ -3,13 +3,17 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 /// `acr` of a password-only sign-in.
 pub const ACR_PWD: &str = "urn:sekisho:acr:pwd";
 /// `acr` of a sign-in with password and one-time password (step-up).
 pub const ACR_MFA: &str = "urn:sekisho:acr:mfa";
 
 /// A user of the development IdP.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// `Serialize` includes the password on purpose (for `demo.json`); `Debug` redacts it.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct DemoUser {
     /// Login name; also the `sub` and `preferred_username` claims.
     pub username: String,

@@ -711,3 +711,46 @@ fn debug_output_redacts_passwords_and_secrets() {
         .collect();
     assert!(mfa.contains(&"tanaka") && !mfa.contains(&"suzuki"));
 }
+
+#[tokio::test]
+async fn minted_tokens_verify_and_work_at_userinfo() {
+    let idp = start().await;
+    assert!(idp.mint_tokens(CLIENT_ID, "nobody", false).is_none());
+    assert!(idp.mint_tokens("no-such-client", "tanaka", false).is_none());
+    let t = idp.mint_tokens(CLIENT_ID, "tanaka", true).unwrap();
+    assert_eq!(format!("{t:?}"), "MintedTokens([redacted])");
+    let at = verify(&idp, &t.access_token, "at+jwt", AUDIENCE).await;
+    assert_eq!(strings(&at["amr"]), ["pwd", "otp"]);
+    assert_eq!(at["acr"], ACR_MFA);
+    let id = verify(&idp, &t.id_token, "JWT", CLIENT_ID).await;
+    assert_eq!(id["sub"], "tanaka");
+    // A user without MFA gets a password-only token even when MFA is asked for.
+    let s = idp.mint_tokens(CLIENT_ID, "suzuki", true).unwrap();
+    let at = verify(&idp, &s.access_token, "at+jwt", AUDIENCE).await;
+    assert_eq!(strings(&at["amr"]), ["pwd"]);
+    let r = reqwest::Client::new()
+        .get(format!("{}/userinfo", idp.issuer()))
+        .bearer_auth(&t.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Expired tokens are refused at userinfo (IdP clock moved past exp).
+    idp.advance_clock(Duration::from_secs(3600));
+    let r = reqwest::Client::new()
+        .get(format!("{}/userinfo", idp.issuer()))
+        .bearer_auth(&t.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    idp.shutdown().await;
+}
+
+#[test]
+fn demo_users_serialize_with_passwords_for_demo_json() {
+    let v = serde_json::to_value(sekisho_devidp::demo_users()).unwrap();
+    assert_eq!(v[0]["username"], "tanaka");
+    assert_eq!(v[0]["password"], "tanaka-demo");
+    assert_eq!(v[0]["mfa"], true);
+}
