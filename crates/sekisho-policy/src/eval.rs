@@ -654,7 +654,19 @@ fn pending_decision(
             reasons = Reasons::one(reason::LOGIN_REQUIRED);
             Outcome::LoginRequired
         }
-        CERT => Outcome::DeviceCertificateRequired,
+        CERT => {
+            // The certificate comes first: it is what the user must fix now.
+            let cert = match input.device().certificate {
+                Certificate::Invalid { .. } => reason::CERT_INVALID,
+                _ => reason::CERT_REQUIRED,
+            };
+            let mut first = Reasons::one(cert);
+            for r in reasons.iter() {
+                first.push(r);
+            }
+            reasons = first;
+            Outcome::DeviceCertificateRequired
+        }
         _ => {
             let mut step = StepUp::default();
             collect_step_up(&rule.cond, input, settings, positive, &mut step);

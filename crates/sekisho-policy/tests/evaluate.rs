@@ -175,6 +175,16 @@ fn a_certificate_is_asked_for_when_the_device_is_unknown() {
     let d = decide(&s, "p", Some(&staff()), None, &request("/"));
     assert_eq!(d.outcome, Outcome::DeviceCertificateRequired);
     assert_eq!(d.reason_code(), "certificate.required");
+    // Even when the rule also waits for something else, the certificate is named first.
+    let s2 =
+        set("policies:\n  p:\n    allow:\n      - mfa: true\n        device: { managed: true }\n");
+    let mut id = staff();
+    id.amr = vec!["pwd".into()];
+    let d = decide(&s2, "p", Some(&id), None, &request("/"));
+    assert_eq!(
+        (d.outcome.clone(), d.reason_code()),
+        (Outcome::DeviceCertificateRequired, "certificate.required")
+    );
     let bad = Device {
         certificate: Certificate::Invalid {
             reason: "revoked".into(),

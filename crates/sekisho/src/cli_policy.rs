@@ -32,6 +32,10 @@ pub enum PolicyCommand {
         /// Directory of test files (default DIR/tests).
         #[arg(long)]
         tests: Option<PathBuf>,
+        /// Gateway configuration: test the policies it loads and resolve `route:` cases
+        /// through its routes (zone floor included).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Print the evaluation trace of one hypothetical request.
     Explain(Box<ExplainArgs>),
@@ -50,6 +54,10 @@ pub struct ExplainArgs {
     /// Policy directory.
     #[arg(long, default_value = "policies")]
     dir: PathBuf,
+    /// Gateway configuration: use the policies it loads; without --policy, decide as
+    /// the gateway would for the route given by --route (or the scenario's `route:`).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Route policy to decide against.
     #[arg(long)]
     policy: Option<String>,
@@ -137,9 +145,9 @@ pub struct ExplainArgs {
 pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
     match cmd {
         PolicyCommand::Check { dir } => check(&dir),
-        PolicyCommand::Test { dir, tests } => {
+        PolicyCommand::Test { dir, tests, config } => {
             let tests = tests.unwrap_or_else(|| dir.join("tests"));
-            test(&dir, &tests)
+            test(&dir, &tests, config.as_deref())
         }
         PolicyCommand::Explain(args) => explain(&args),
         PolicyCommand::Schema { tests } => {
@@ -198,6 +206,37 @@ fn load(dir: &Path) -> Result<Option<PolicySet>> {
     }
 }
 
+/// The policies a gateway configuration loads, and its routes' targets by name.
+struct FromConfig {
+    set: std::sync::Arc<PolicySet>,
+    routes: std::collections::HashMap<String, Target>,
+}
+
+fn load_config(path: &Path) -> Result<Option<FromConfig>> {
+    let config = match sekisho_gateway::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return Ok(None);
+        }
+    };
+    if !config.warnings.is_empty() {
+        eprint!("{}", sekisho_yaml::render_all(&config.warnings));
+    }
+    let Some(set) = config.policies.clone() else {
+        bail!(
+            "{} loads no policies (`policies:` is missing)",
+            path.display()
+        );
+    };
+    let routes = config
+        .routes
+        .iter()
+        .filter_map(|r| r.target.map(|t| (r.name.clone(), t)))
+        .collect();
+    Ok(Some(FromConfig { set, routes }))
+}
+
 fn check(dir: &Path) -> Result<ExitCode> {
     let Some(set) = load(dir)? else {
         return Ok(ExitCode::FAILURE);
@@ -215,8 +254,22 @@ fn check(dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn test(dir: &Path, tests: &Path) -> Result<ExitCode> {
-    let Some(set) = load(dir)? else {
+fn test(dir: &Path, tests: &Path, config: Option<&Path>) -> Result<ExitCode> {
+    let from_config = match config {
+        Some(path) => match load_config(path)? {
+            Some(c) => Some(c),
+            None => {
+                eprintln!("policy test: the configuration does not load; no case was run");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        None => None,
+    };
+    let loaded = match &from_config {
+        Some(c) => Some(c.set.clone()),
+        None => load(dir)?.map(std::sync::Arc::new),
+    };
+    let Some(set) = loaded else {
         eprintln!("policy test: the policies do not compile; no case was run");
         return Ok(ExitCode::FAILURE);
     };
@@ -231,9 +284,12 @@ fn test(dir: &Path, tests: &Path) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    // Route targets need the gateway configuration; until `sekisho check` can hand
-    // its route table over, cases name their policy (and floor) directly.
-    let report = suite.run(&set, &no_routes);
+    // `route:` cases need the gateway configuration (--config); without it they fail
+    // with "unknown route".
+    let report = match &from_config {
+        Some(c) => suite.run(&set, &|route: &str| c.routes.get(route).copied()),
+        None => suite.run(&set, &no_routes),
+    };
     out(&report.to_string());
     Ok(if report.success() {
         ExitCode::SUCCESS
@@ -341,7 +397,18 @@ fn scenario_from_flags(a: &ExplainArgs) -> Result<Scenario> {
 }
 
 fn explain(a: &ExplainArgs) -> Result<ExitCode> {
-    let Some(set) = load(&a.dir)? else {
+    let from_config = match &a.config {
+        Some(path) => match load_config(path)? {
+            Some(c) => Some(c),
+            None => return Ok(ExitCode::FAILURE),
+        },
+        None => None,
+    };
+    let loaded = match &from_config {
+        Some(c) => Some(c.set.clone()),
+        None => load(&a.dir)?.map(std::sync::Arc::new),
+    };
+    let Some(set) = loaded else {
         return Ok(ExitCode::FAILURE);
     };
     let (case_target, scenario) = if let Some(file) = &a.input {
@@ -375,16 +442,33 @@ fn explain(a: &ExplainArgs) -> Result<ExitCode> {
         (None, scenario_from_flags(a)?)
     };
 
-    // Flags override the scenario's target.
+    // Flags override the scenario's target; a route is resolved through --config.
+    let route_target = |r: &str| -> Result<Target> {
+        let Some(c) = &from_config else {
+            bail!(
+                "route `{r}`: route targets need the gateway configuration (--config); or give --policy (and --floor)"
+            )
+        };
+        c.routes.get(r).copied().with_context(|| {
+            let mut names: Vec<&str> = c.routes.keys().map(String::as_str).collect();
+            names.sort();
+            format!("no policy route named `{r}`; routes: {}", names.join(", "))
+        })
+    };
     let (policy, floor) = match (&a.policy, case_target) {
         (Some(p), _) => (p.clone(), a.floor.clone()),
         (None, Some(CaseTarget::Policy { policy, floor })) => (policy, a.floor.clone().or(floor)),
         (None, Some(CaseTarget::Route(r))) => {
-            bail!(
-                "route `{r}`: route targets need the gateway configuration; give --policy (and --floor)"
-            )
+            let target = route_target(&r)?;
+            out(&set.explain(target, &scenario.input()).to_string());
+            return Ok(ExitCode::SUCCESS);
         }
-        (None, None) => bail!("--policy is required"),
+        (None, None) if from_config.is_some() && !a.route.is_empty() => {
+            let target = route_target(&a.route)?;
+            out(&set.explain(target, &scenario.input()).to_string());
+            return Ok(ExitCode::SUCCESS);
+        }
+        (None, None) => bail!("--policy is required (or --config with --route)"),
     };
     let lookup = |name: &str| {
         set.lookup(name).with_context(|| {
