@@ -35,6 +35,10 @@ h1{font-size:1.6rem}h2{font-size:1.2rem}\
 .en{color:#333;font-size:.95em}\
 fieldset{border:1px solid #555;padding:.75rem;margin:0 0 1rem}\
 label{display:inline-block;margin:.25rem 0}\
+.choice{display:flex;gap:.6rem;align-items:flex-start;margin:.5rem 0}\
+.choice input{margin-top:.35rem;width:1.2rem;height:1.2rem;flex:none}\
+.choice label{margin:0}.small{font-size:.9em;color:#333}\
+.zone{color:#fff;padding:.6rem 1rem;font-weight:bold}.zone-lgwan{background:#1b5e20}.zone-inet{background:#0d47a1}\
 input[type=password]{font-size:1.1rem;padding:.4rem;width:100%;max-width:24rem;border:2px solid #333}\
 button{font-size:1.1rem;padding:.5rem 1.5rem;background:#003d7a;color:#fff;border:0;cursor:pointer}\
 button:focus,input:focus{outline:3px solid #ff8c00;outline-offset:2px}\
@@ -173,13 +177,13 @@ Users with MFA: tick “one-time password”.</span></p>",
             ""
         };
         let mfa = if u.mfa {
-            "MFA あり <span lang=\"en\">MFA available</span>"
+            "MFA あり <span lang=\"en\">MFA</span>"
         } else {
             "MFA なし <span lang=\"en\">no MFA</span>"
         };
         let hint = if f.show_password_hints {
             format!(
-                " — パスワード <span lang=\"en\">password</span>: <code>{}</code>",
+                " · パスワード <span lang=\"en\">password</span>: <code>{}</code>",
                 esc(&u.password)
             )
         } else {
@@ -187,8 +191,9 @@ Users with MFA: tick “one-time password”.</span></p>",
         };
         let _ = write!(
             b,
-            "<div><input type=\"radio\" name=\"username\" id=\"{id}\" value=\"{}\"{checked}> \
-<label for=\"{id}\"><strong>{}</strong> (<code>{}</code>) — {} — グループ <span lang=\"en\">groups</span>: {} — {mfa}{hint}</label></div>",
+            "<div class=\"choice\"><input type=\"radio\" name=\"username\" id=\"{id}\" value=\"{}\"{checked}>\
+<label for=\"{id}\"><strong>{}</strong> (<code>{}</code>) — {}<br>\
+<span class=\"small\">グループ <span lang=\"en\">groups</span>: {} · {mfa}{hint}</span></label></div>",
             esc(&u.username),
             esc(&u.name),
             esc(&u.username),
@@ -201,7 +206,7 @@ Users with MFA: tick “one-time password”.</span></p>",
         "</fieldset>\
 <div><label for=\"password\">パスワード <span lang=\"en\" class=\"en\">Password</span></label><br>\
 <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required></div>\
-<div style=\"margin:1rem 0\"><input type=\"checkbox\" id=\"mfa\" name=\"mfa\" value=\"1\"{}> \
+<div class=\"choice\"><input type=\"checkbox\" id=\"mfa\" name=\"mfa\" value=\"1\"{}>\
 <label for=\"mfa\">ワンタイムパスワードでも認証する（MFA 登録ユーザーのみ・開発用のため入力不要）<br>\
 <span lang=\"en\" class=\"en\">Also authenticate with a one-time password (users with MFA only; \
 development: no code needed)</span></label></div>\

@@ -25,6 +25,31 @@
 //!
 //! Passwords, codes, tokens and cookies are never logged.
 //!
+//! ## Endpoints (under the issuer `http://127.0.0.1:<port>`)
+//!
+//! | path | what |
+//! |---|---|
+//! | `/.well-known/openid-configuration` | discovery (ES256, PKCE S256 only, RFC 9207 `iss`) |
+//! | `GET /authorize` | validates the request; silent sign-in from the IdP session, else the login form |
+//! | `POST /authorize` | the login form: password (and the MFA box) → single-use code |
+//! | `POST /token` | `authorization_code` (PKCE checked) and `refresh_token` (rotated); `client_secret_basic` or `client_secret_post` |
+//! | `/jwks` | the per-process ES256 public key with its `kid` |
+//! | `/userinfo` | Bearer access token → current claims |
+//! | `/end_session` | RP-initiated logout; redirects only to a registered `post_logout_redirect_uri` |
+//!
+//! Errors about the client or its `redirect_uri` are shown as a page and **never redirected**;
+//! other authorization errors go back to the registered URI with `error`, `state` and `iss`.
+//! A code is redeemable once, for 60 s, by the client, redirect URI and PKCE verifier it was
+//! issued for; a wrong verifier does not consume it; a replayed code revokes the refresh
+//! token it produced. Refresh tokens are issued without `offline_access` (the demo's gateway
+//! refreshes claims) and rotate on each use; signing out revokes them.
+//!
+//! Claims (ID token and `at+jwt` access token): `iss sub aud exp iat auth_time amr acr email
+//! email_verified name preferred_username groups` (+ `nonce azp sid` in ID tokens, `client_id
+//! scope jti` in access tokens). `amr` is `[pwd]` with `acr` [`ACR_PWD`], or after the MFA box
+//! (users with MFA only) `[pwd, otp]` with [`ACR_MFA`]. `acr_values` containing [`ACR_MFA`]
+//! makes a password-only IdP session sign in again with the MFA box ticked.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), sekisho_devidp::DevIdpError> {
 //! use sekisho_devidp::{DevClient, DevIdp, DevIdpConfig};

@@ -333,8 +333,13 @@ impl Upstream {
             ),
             None => "<p>利用者の情報は届いていません。<span lang=\"en\">No user identity reached this page.</span></p>".to_owned(),
         };
+        let zone_class = match k {
+            UpstreamKind::Portal => "zone zone-lgwan",
+            UpstreamKind::Groupware => "zone zone-inet",
+        };
         let body = format!(
-            "<h1>{tja}（{zja}） <span lang=\"en\" class=\"en\">{ten} ({zen})</span></h1>\
+            "<div class=\"{zone_class}\">{zja} <span lang=\"en\">{zen}</span> — Sekisho デモ <span lang=\"en\">demo</span></div>\
+<h1>{tja}（{zja}） <span lang=\"en\" class=\"en\">{ten} ({zen})</span></h1>\
 {welcome}\
 <p>これは Sekisho のデモ用アップストリームです。Sekisho が転送したヘッダーを表示します。<br>\
 <span lang=\"en\" class=\"en\">This is a Sekisho demo upstream. It shows the headers Sekisho passed on.</span></p>\
