@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Turns the per-cell JSON of bench/run.sh into bench/results/latest.md (+ a small JSON)."""
+import argparse
+import datetime
+import glob
+import json
+import os
+
+TARGETS = [
+    ("direct", "direct to the upstream (nginx, TLS) — ceiling"),
+    ("nginx", "nginx plain TLS proxy — reference"),
+    ("nginx-mtls", "nginx + client-certificate verification"),
+    ("apache", "Apache httpd + mod_auth_openidc (bearer JWT, local JWKS)"),
+    ("sekisho-public", "Sekisho (a) public route"),
+    ("sekisho-bearer", "Sekisho (b) bearer JWT + policy"),
+    ("sekisho-session", "Sekisho (c) session cookie + policy"),
+    ("sekisho-device", "Sekisho (d) session + device cert + posture + policy"),
+    ("sekisho-device-strict", "Sekisho (d) with audit `strict`"),
+]
+NOTE_KEYS = {
+    "sekisho-bearer": ["level1", "bearer"],
+    "sekisho-session": ["level2", "session"],
+    "sekisho-device": ["level3", "device"],
+    "sekisho-device-strict": ["level3", "device", "audit"],
+    "apache": ["apache"],
+}
+
+
+def load(res, t, p, c):
+    f = os.path.join(res, f"{t}-{p}-{c}.json")
+    if not os.path.exists(f):
+        return None
+    with open(f) as fh:
+        return json.load(fh)
+
+
+def read(path, default=None):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return default
+
+
+def mib(kb):
+    try:
+        return f"{int(kb) / 1024:.1f} MiB"
+    except (TypeError, ValueError):
+        return "—"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("res")
+    ap.add_argument("--machine", required=True)
+    ap.add_argument("--pinning", required=True)
+    ap.add_argument("--duration", required=True)
+    ap.add_argument("--warmup", required=True)
+    ap.add_argument("--body", required=True)
+    ap.add_argument("--sekisho", required=True)
+    ap.add_argument("--idle-conns", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--json", required=True)
+    a = ap.parse_args()
+
+    notes = {}
+    for line in (read(os.path.join(a.res, "notes.tsv"), "") or "").splitlines():
+        if "\t" in line:
+            k, v = line.split("\t", 1)
+            notes[k] = v
+
+    cells = sorted({tuple(os.path.basename(f)[:-5].rsplit("-", 2)[1:]) for f in glob.glob(os.path.join(a.res, "*-h*-*.json"))},
+                   key=lambda pc: (pc[0], int(pc[1])))
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = []
+    out.append(f"Run {now} · Sekisho {a.sekisho} · {a.machine}")
+    out.append("")
+    out.append(f"Closed loop, {a.duration} s measured per cell after {a.warmup} s warm-up, GET of a "
+               f"{a.body}-byte static body; every target through bench/loadgen (rustls/aws-lc-rs, hyper; "
+               f"HTTP/2 = 1 stream per connection); {a.pinning}. One worker process for nginx; "
+               f"Apache event MPM; Sekisho's tokio runtime sees only the pinned CPU.")
+    out.append("")
+    out.append("| target | proto | conns | req/s | × nginx proxy | p50 ms | p99 ms | p99 added vs direct | non-2xx / errors |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    summary = []
+    for t, desc in TARGETS:
+        rows = []
+        for p, c in cells:
+            d = load(a.res, t, p, c)
+            if d is None:
+                continue
+            if d.get("failed"):
+                rows.append(f"| {desc} | {p} | {c} | failed | | | | | |")
+                continue
+            ref = load(a.res, "nginx", p, c)
+            direct = load(a.res, "direct", p, c)
+            ratio = f"{d['rps'] / ref['rps']:.2f}×" if ref and not ref.get("failed") and ref["rps"] else "—"
+            added = (f"{d['latency_ms']['p99'] - direct['latency_ms']['p99']:+.2f} ms"
+                     if direct and not direct.get("failed") and t != "direct" else "—")
+            bad = f"{d['non_2xx']} / {d['errors']}"
+            if d.get("statuses"):
+                bad += " (" + ", ".join(f"{k}×{v}" for k, v in d["statuses"].items()) + ")"
+            rows.append(f"| {desc} | {p} | {c} | {d['rps']:.0f} | {ratio} | {d['latency_ms']['p50']:.2f} | "
+                        f"{d['latency_ms']['p99']:.2f} | {added} | {bad} |")
+            summary.append({"target": t, "proto": p, "conns": int(c), "rps": round(d["rps"], 1),
+                            "p50_ms": d["latency_ms"]["p50"], "p99_ms": d["latency_ms"]["p99"],
+                            "non_2xx": d["non_2xx"], "errors": d["errors"]})
+        if not rows:
+            why = "; ".join(notes[k] for k in NOTE_KEYS.get(t, []) if k in notes) or "not run"
+            rows.append(f"| {desc} | — | — | **not measured** | | | | | {why} |")
+        out.extend(rows)
+    out.append("")
+    out.append(f"Memory (resident set of the server's whole process tree; idle = after start, before load; "
+               f"{a.idle_conns} idle = HTTP/1.1 keep-alive connections that each made one request, held open; "
+               f"peak = highest 0.25 s sample during that target's load cells):")
+    out.append("")
+    out.append(f"| server | idle RSS | RSS with {a.idle_conns} idle connections | peak RSS under load |")
+    out.append("|---|---:|---:|---:|")
+    mem = []
+    for t, desc in TARGETS:
+        idle = read(os.path.join(a.res, f"{t}.idle_rss"))
+        if t == "sekisho-public":
+            idle = read(os.path.join(a.res, "sekisho-start.idle_rss"), idle)
+        if idle is None:
+            continue
+        conn = read(os.path.join(a.res, f"{t}.conn_rss"))
+        conn_s = "—"
+        if conn:
+            kb, n = conn.split()
+            conn_s = mib(kb) + ("" if n == a.idle_conns else f" ({n} opened)")
+        elif os.path.exists(os.path.join(a.res, f"{t}.idle_out")):
+            conn_s = "failed: " + (read(os.path.join(a.res, f"{t}.idle_out"), "") or "").replace("\n", " ")[:120]
+        peak = read(os.path.join(a.res, f"{t}.peak_rss"))
+        out.append(f"| {desc} | {mib(idle)} | {conn_s} | {mib(peak)} |")
+        mem.append({"target": t, "idle_kb": idle, "idle_conns": conn, "peak_kb": peak})
+    if notes:
+        out.append("")
+        out.append("Notes from this run:")
+        out.append("")
+        for k in sorted(notes):
+            out.append(f"- `{k}`: {notes[k]}")
+    text = "\n".join(out) + "\n"
+    with open(a.out, "w") as fh:
+        fh.write(text)
+    with open(a.json, "w") as fh:
+        json.dump({"date": now, "sekisho": a.sekisho, "machine": a.machine, "pinning": a.pinning,
+                   "duration_s": a.duration, "cells": summary, "memory": mem, "notes": notes}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
