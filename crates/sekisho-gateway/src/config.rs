@@ -44,6 +44,8 @@ pub struct Config {
     pub policy_files: Vec<PathBuf>,
     /// Device trust, inventory and posture assertions (absent: no device certificates).
     pub devices: Option<DevicesConfig>,
+    /// Sign-in, sessions and bearer tokens (absent: nobody is ever signed in).
+    pub identity: Option<crate::identity_config::IdentitySettings>,
     /// Warnings that did not stop the load (shown by `check`, logged by `serve`).
     pub warnings: Vec<Diagnostic>,
 }
@@ -297,6 +299,7 @@ const ROOT_KEYS: &[&str] = &[
     "instance",
     "policies",
     "devices",
+    "identity",
     "logging",
     "admin",
     "limits",
@@ -350,6 +353,9 @@ fn decode_root(d: &mut Decoder, root: &Node, base: &FsPath) -> Option<Config> {
     let devices = m
         .get("devices")
         .and_then(|n| decode_devices(d, n, &rp.key("devices"), base));
+    let identity = m
+        .get("identity")
+        .and_then(|n| crate::identity_config::decode(d, n, &rp.key("identity"), base));
 
     let zones_path = rp.key("zones");
     let mut zones = match m.require(d, "zones") {
@@ -419,6 +425,7 @@ fn decode_root(d: &mut Decoder, root: &Node, base: &FsPath) -> Option<Config> {
         policies,
         policy_files,
         devices,
+        identity,
         warnings: Vec::new(),
     })
 }
@@ -952,7 +959,10 @@ fn decode_routes(
     out
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one step of the pipeline, given the pieces it reads"
+)]
 fn decode_route(
     d: &mut Decoder,
     name: &str,

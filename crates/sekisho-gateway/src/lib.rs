@@ -6,12 +6,14 @@
 //! request it forwards.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod canon;
 pub mod config;
 pub mod device;
 pub mod egress;
 pub mod h1guard;
 pub mod host;
+pub mod identity_config;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;

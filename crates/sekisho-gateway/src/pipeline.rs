@@ -322,6 +322,36 @@ pub async fn handle(
         }
     };
 
+    let now = (gw.clock)();
+    // 4 (early). device: checked again on every request; whoami shows it too.
+    let device = match &snap.devices {
+        Some(p) => {
+            let assertion = p
+                .assertion_header()
+                .and_then(|h| req.headers().get(h))
+                .and_then(|v| v.to_str().ok());
+            crate::device::evaluate(p, snap.generation, &conn.device, assertion, now)
+        }
+        None => crate::device::DeviceView::none(),
+    };
+
+    // The gateway's own endpoints under /.sekisho/ on every route host.
+    if target.path.starts_with("/.sekisho/") && snap.routes.has_host(&conn.listener, &target.host) {
+        let out = crate::auth::reserved(&snap, &conn, req, &target, &device, &rid, now).await;
+        tracing::info!(
+            target: "sekisho::access",
+            request_id = %rid,
+            listener = %conn.listener,
+            client.ip = %conn.peer.ip(),
+            event = out.event,
+            detail = out.detail,
+            user = out.identity.as_ref().map(|i| i.sub()).unwrap_or(""),
+            status = out.response.status().as_u16(),
+            "gateway endpoint"
+        );
+        return Ok(out.response);
+    }
+
     // 2. route
     let Some(route) = snap
         .routes
@@ -342,24 +372,65 @@ pub async fn handle(
         return Ok(resp);
     };
 
-    // 3. identity (wired in with the identity step; until then nobody is signed in).
-    let now = (gw.clock)();
-    // 4. device: checked again on every request.
-    let device = match &snap.devices {
-        Some(p) => {
-            let assertion = p
-                .assertion_header()
-                .and_then(|h| req.headers().get(h))
-                .and_then(|v| v.to_str().ok());
-            crate::device::evaluate(p, snap.generation, &conn.device, assertion, now)
+    // 3. identity: only where a policy will look at it.
+    let (identity, set_cookies) = match (&route.access, snap.identity.as_deref()) {
+        (Access::Policy(_), Some(rt)) => {
+            match crate::auth::identify(rt, req.headers(), &rid, now).await {
+                crate::auth::IdentityStep::Known(i, c) => (i, c),
+                crate::auth::IdentityStep::Refused(resp, why) => {
+                    finish(
+                        &gw,
+                        &conn,
+                        Some(&route),
+                        &rid,
+                        Decision::Deny,
+                        resp.status(),
+                        start,
+                        why,
+                    );
+                    return Ok(resp);
+                }
+            }
         }
-        None => crate::device::DeviceView::none(),
+        _ => (None, Vec::new()),
     };
+
     // 5. decide.
-    let (decision, why, refusal) =
-        decide(&snap, &route, &target, &conn, req.method(), &device, now);
+    let policy_identity = identity.as_ref().map(crate::auth::policy_identity);
+    let (decision, why, refusal, step_up) = decide(
+        &snap,
+        &route,
+        &target,
+        &conn,
+        req.method(),
+        policy_identity.as_ref(),
+        &device,
+        now,
+    );
     if let Some(refusal) = refusal {
-        let resp = respond::refusal(&refusal, req.headers(), &rid, false);
+        // A browser that needs to sign in (or sign in again) is sent to the identity provider.
+        let login = match (&refusal, snap.identity.as_deref()) {
+            (Refusal::LoginRequired | Refusal::StepUp(_), Some(rt)) => {
+                crate::auth::start_login(
+                    rt,
+                    &snap,
+                    &conn,
+                    &target,
+                    req.method(),
+                    req.headers(),
+                    step_up.as_ref(),
+                    &rid,
+                    now,
+                )
+                .await
+            }
+            _ => None,
+        };
+        let mut resp =
+            login.unwrap_or_else(|| respond::refusal(&refusal, req.headers(), &rid, false));
+        for c in set_cookies {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
         finish(
             &gw,
             &conn,
@@ -388,7 +459,15 @@ pub async fn handle(
     }
 
     // 7. forward
-    let resp = forward(&gw, &snap, &conn, &route, &target, &rid, trusted, req).await;
+    let who = UpstreamIdentity {
+        identity: identity.as_ref(),
+        device_id: device.id.as_deref(),
+        now,
+    };
+    let mut resp = forward(&gw, &snap, &conn, &route, &target, &rid, trusted, &who, req).await;
+    for c in set_cookies {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
     finish(
         &gw,
         &conn,
@@ -404,17 +483,27 @@ pub async fn handle(
 
 /// Step 5: the zone floor AND the route policy decide; public routes are allowed.
 /// Returns the decision, its reason code, and the refusal to answer with (if any).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one step of the pipeline, given the pieces it reads"
+)]
 fn decide(
     snap: &Snapshot,
     route: &Route,
     target: &Target,
     conn: &ConnInfo,
     method: &Method,
+    identity: Option<&sekisho_policy::Identity>,
     device: &crate::device::DeviceView,
     now: jiff::Timestamp,
-) -> (Decision, &'static str, Option<Refusal>) {
+) -> (
+    Decision,
+    &'static str,
+    Option<Refusal>,
+    Option<sekisho_policy::StepUp>,
+) {
     let Access::Policy(_) = &route.access else {
-        return (Decision::Allow, "public", None);
+        return (Decision::Allow, "public", None, None);
     };
     let (Some(set), Some(policy_target)) = (snap.config.policies.as_deref(), route.target) else {
         // Cannot happen with a configuration that loaded; fail closed all the same.
@@ -422,6 +511,7 @@ fn decide(
             Decision::Deny,
             "policy_unavailable",
             Some(Refusal::Forbidden(vec![])),
+            None,
         );
     };
     let request = sekisho_policy::Request {
@@ -433,7 +523,7 @@ fn decide(
         source_ip: crate::config::canonical_ip(conn.peer.ip()),
     };
     let input = sekisho_policy::Input {
-        identity: None,
+        identity,
         device: Some(&device.input),
         request: &request,
         now,
@@ -441,18 +531,28 @@ fn decide(
     let d = set.evaluate(policy_target, &input);
     let reasons: Vec<&'static sekisho_policy::Reason> = d.reasons.iter().collect();
     let code = d.reason_code();
+    use sekisho_policy::Outcome;
     match d.outcome {
-        sekisho_policy::Outcome::Allow => (Decision::Allow, code, None),
-        sekisho_policy::Outcome::Deny => (Decision::Deny, code, Some(Refusal::Forbidden(reasons))),
-        sekisho_policy::Outcome::LoginRequired => {
-            (Decision::Deny, code, Some(Refusal::LoginRequired))
-        }
-        sekisho_policy::Outcome::DeviceCertificateRequired => {
-            (Decision::Deny, code, Some(Refusal::DeviceRequired(reasons)))
-        }
-        sekisho_policy::Outcome::StepUp(_) => {
-            (Decision::Deny, code, Some(Refusal::StepUp(reasons)))
-        }
+        Outcome::Allow => (Decision::Allow, code, None, None),
+        Outcome::Deny => (
+            Decision::Deny,
+            code,
+            Some(Refusal::Forbidden(reasons)),
+            None,
+        ),
+        Outcome::LoginRequired => (Decision::Deny, code, Some(Refusal::LoginRequired), None),
+        Outcome::DeviceCertificateRequired => (
+            Decision::Deny,
+            code,
+            Some(Refusal::DeviceRequired(reasons)),
+            None,
+        ),
+        Outcome::StepUp(s) => (
+            Decision::Deny,
+            code,
+            Some(Refusal::StepUp(reasons)),
+            Some(s),
+        ),
     }
 }
 
@@ -472,7 +572,10 @@ fn carries_file(headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.to_ascii_lowercase().contains("attachment"))
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one step of the pipeline, given the pieces it reads"
+)]
 fn finish(
     gw: &Gateway,
     conn: &ConnInfo,
@@ -519,7 +622,17 @@ fn finish(
     );
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Who the upstream is told about (step 7).
+pub struct UpstreamIdentity<'a> {
+    pub identity: Option<&'a sekisho_identity::VerifiedIdentity>,
+    pub device_id: Option<&'a str>,
+    pub now: jiff::Timestamp,
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one step of the pipeline, given the pieces it reads"
+)]
 async fn forward(
     gw: &Gateway,
     snap: &Snapshot,
@@ -528,6 +641,7 @@ async fn forward(
     target: &Target,
     rid: &str,
     trusted: bool,
+    who: &UpstreamIdentity<'_>,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     let Some(pool) = snap.pools.get(&route.name) else {
@@ -615,6 +729,15 @@ async fn forward(
     set(&mut headers, "x-forwarded-proto", &proto);
     set(&mut headers, "x-forwarded-host", &fwd_host);
     set(&mut headers, "x-request-id", rid);
+    crate::auth::upstream_identity(
+        snap,
+        &mut headers,
+        who.identity,
+        &route.name,
+        who.device_id,
+        rid,
+        who.now,
+    );
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         if let Some(u) = parts.headers.get(header::UPGRADE) {

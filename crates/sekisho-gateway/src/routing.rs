@@ -41,10 +41,21 @@ impl RouteTable {
         // Longest prefix first, so the first match is the most specific.
         for table in by_listener.values_mut() {
             for list in table.exact.values_mut().chain(table.wildcard.values_mut()) {
-                list.sort_by(|a, b| b.path_prefix.len().cmp(&a.path_prefix.len()));
+                list.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
             }
         }
         RouteTable { by_listener }
+    }
+
+    /// Whether any route on `listener` serves `host` (canonical), whatever the path.
+    pub fn has_host(&self, listener: &str, host: &str) -> bool {
+        let Some(table) = self.by_listener.get(listener) else {
+            return false;
+        };
+        table.exact.contains_key(host)
+            || host
+                .split_once('.')
+                .is_some_and(|(_, parent)| table.wildcard.contains_key(parent))
     }
 
     /// Finds the route for a request. `host` and `path` must be canonical.

@@ -143,8 +143,8 @@ impl Running {
     /// Re-reads the configuration; swaps it in only if it is entirely valid. Returns the
     /// new configuration version. A failed reload leaves the old configuration serving.
     pub fn reload(&self) -> Result<String, LoadError> {
-        let result = Snapshot::load(&self.config_path).and_then(|new| {
-            let old = self.gateway.snapshot.load();
+        let old = self.gateway.snapshot.load_full();
+        let result = Snapshot::load_after(&self.config_path, Some(&old)).and_then(|new| {
             if listener_shape(&old) != listener_shape(&new) {
                 return Err(LoadError {
                     diagnostics: vec![sekisho_yaml::Diagnostic::file_error(
@@ -203,6 +203,9 @@ impl Running {
         files.extend(snap.config.policy_files.iter().cloned());
         if let Some(d) = &snap.devices {
             files.extend(d.watched_files());
+        }
+        if let Some(i) = &snap.config.identity {
+            files.extend(i.files.iter().cloned());
         }
         files
     }

@@ -25,6 +25,15 @@ pub struct Snapshot {
     pub server_tls: HashMap<String, ListenerTls>,
     /// Device trust and posture (absent when no `devices:` are configured).
     pub devices: Option<Arc<sekisho_posture::DevicePosture>>,
+    /// Sign-in, sessions, bearer tokens and the upstream assertion signer. Kept across
+    /// reloads: it holds logins in flight and the logout revocation list.
+    pub identity: Option<Arc<IdentityRuntime>>,
+}
+
+pub struct IdentityRuntime {
+    pub service: sekisho_identity::IdentityService,
+    pub signer: Option<sekisho_identity::AssertionSigner>,
+    fingerprint: String,
 }
 
 /// A listener's TLS configurations: browsers are asked for a device certificate only on
@@ -52,11 +61,20 @@ impl Snapshot {
     /// Loads the configuration file and everything it refers to (certificates, keys, CA
     /// files). This is exactly what `sekisho check` runs and what `serve` and reload use.
     pub fn load(path: &Path) -> Result<Snapshot, LoadError> {
+        Snapshot::load_after(path, None)
+    }
+
+    /// Loads a snapshot to replace `previous` (reload): the identity runtime carries over.
+    pub fn load_after(path: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, LoadError> {
         let config = config::load(path)?;
-        Snapshot::build(config)
+        Snapshot::build_after(config, previous)
     }
 
     pub fn build(config: Config) -> Result<Snapshot, LoadError> {
+        Snapshot::build_after(config, None)
+    }
+
+    pub fn build_after(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, LoadError> {
         let file = config.source.display().to_string();
         let mut errors = Vec::new();
         let devices = match &config.devices {
@@ -132,6 +150,52 @@ impl Snapshot {
                 }),
             }
         }
+        let identity = match (&config.identity, previous.and_then(|p| p.identity.as_ref())) {
+            (None, _) => None,
+            (Some(settings), Some(old)) if old.fingerprint == settings.fingerprint => {
+                // Same identity configuration: keep the running service, rotate cookie keys.
+                match settings.key_ring() {
+                    Ok(ring) => {
+                        old.service.set_cookie_keys(ring);
+                        Some(old.clone())
+                    }
+                    Err(e) => {
+                        errors.push(Diagnostic {
+                            path: "identity.session.cookie_keys_file".into(),
+                            ..Diagnostic::file_error(&file, e, None)
+                        });
+                        None
+                    }
+                }
+            }
+            (Some(_), Some(_)) => {
+                errors.push(Diagnostic {
+                    path: "identity".into(),
+                    ..Diagnostic::file_error(&file, "the `identity` section changed: this needs a restart", Some("cookie keys rotate on reload; other identity settings take effect on restart".into()))
+                });
+                None
+            }
+            (Some(settings), None) => match build_identity(settings) {
+                Ok(rt) => Some(Arc::new(rt)),
+                Err(e) => {
+                    errors.push(Diagnostic {
+                        path: "identity".into(),
+                        ..Diagnostic::file_error(&file, e, None)
+                    });
+                    None
+                }
+            },
+        };
+        if previous.is_some_and(|p| p.identity.is_some()) && config.identity.is_none() {
+            errors.push(Diagnostic {
+                path: "identity".into(),
+                ..Diagnostic::file_error(
+                    &file,
+                    "the `identity` section was removed: this needs a restart",
+                    None,
+                )
+            });
+        }
         if !errors.is_empty() {
             errors.extend(config.warnings.iter().cloned());
             return Err(LoadError {
@@ -147,6 +211,40 @@ impl Snapshot {
             pools,
             server_tls,
             devices,
+            identity,
         })
     }
+}
+
+fn build_identity(
+    settings: &crate::identity_config::IdentitySettings,
+) -> Result<IdentityRuntime, String> {
+    let ring = settings.key_ring()?;
+    let service = sekisho_identity::IdentityService::new(settings.config.clone(), ring)
+        .map_err(|e| e.to_string())?;
+    let a = &settings.assertion;
+    let signer = match (&a.header, &a.key_pem) {
+        (None, _) => None,
+        (Some(_), Some(pem)) => Some(
+            sekisho_identity::AssertionSigner::new(a.issuer.clone(), pem, a.lifetime, Vec::new())
+                .map_err(|e| e.to_string())?,
+        ),
+        (Some(_), None) => {
+            // Without a configured key every replica signs with its own: fine for one
+            // replica, wrong for several behind a load balancer.
+            tracing::warn!(
+                "identity.assertion.key_file is not set: signing upstream assertions with a key generated at start"
+            );
+            Some(
+                sekisho_identity::AssertionSigner::generate(a.issuer.clone(), a.lifetime)
+                    .map_err(|e| e.to_string())?
+                    .0,
+            )
+        }
+    };
+    Ok(IdentityRuntime {
+        service,
+        signer,
+        fingerprint: settings.fingerprint.clone(),
+    })
 }

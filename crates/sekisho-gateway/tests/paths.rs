@@ -56,7 +56,6 @@ enum Want {
     AdminRoute,
     /// Any status, but it must not be an admin reading upstream (checked below).
     Harmless(u16),
-    Status(u16),
 }
 
 #[tokio::test]
@@ -145,7 +144,7 @@ async fn disguised_paths_never_reach_a_route_they_do_not_match() {
         match want {
             Refused => assert_eq!(status, 400, "{target}: {raw}"),
             AdminRoute => assert_eq!(status, 401, "{target}: {raw}"),
-            Harmless(s) | Status(s) => assert_eq!(status, *s, "{target}: {raw}"),
+            Harmless(s) => assert_eq!(status, *s, "{target}: {raw}"),
         }
     }
 
@@ -167,12 +166,12 @@ async fn disguised_paths_never_reach_a_route_they_do_not_match() {
             400,
         ),
         (
-            format!("GET /public HTTP/1.1\r\nHost: other.test.localhost\r\n"),
+            "GET /public HTTP/1.1\r\nHost: other.test.localhost\r\n".to_string(),
             SITE,
             421,
         ),
         (
-            format!("GET /admin HTTP/1.1\r\nHost: APP.Test.Localhost.\r\n"),
+            "GET /admin HTTP/1.1\r\nHost: APP.Test.Localhost.\r\n".to_string(),
             SITE,
             401,
         ),

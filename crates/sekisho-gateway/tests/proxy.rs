@@ -170,7 +170,12 @@ async fn anonymous_requests_to_policy_routes_are_told_to_sign_in() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
     let page = resp.text().await.unwrap();
     assert!(page.contains("lang=\"ja\""), "{page}");
     assert!(page.contains("サインインが必要です"), "{page}");

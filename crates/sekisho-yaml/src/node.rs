@@ -127,8 +127,8 @@ impl<'de> Deserialize<'de> for Node {
         let spanned = Spanned::<Kind>::deserialize(d)?;
         Ok(Node {
             kind: spanned.value,
-            line: u64::from(spanned.referenced.line()),
-            column: u64::from(spanned.referenced.column()),
+            line: spanned.referenced.line(),
+            column: spanned.referenced.column(),
         })
     }
 }
@@ -153,7 +153,7 @@ pub fn parse(file: &str, text: &str) -> Result<Node, Diagnostic> {
     serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|err| {
         let (line, column) = err
             .location()
-            .map(|l| (u64::from(l.line()), u64::from(l.column())))
+            .map(|l| (l.line(), l.column()))
             .unwrap_or((0, 0));
         let (message, hint) = describe_parse_error(&err);
         Diagnostic {

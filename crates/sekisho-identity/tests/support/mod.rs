@@ -54,6 +54,8 @@ pub struct Idp {
     pub issuer: String,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Extra (redirect URI, post-logout URI) registered for the `sekisho` client.
+    extra: Option<(String, String)>,
 }
 
 pub fn idp_config(port: u16) -> serde_json::Value {
@@ -90,6 +92,12 @@ pub fn idp_config(port: u16) -> serde_json::Value {
 
 impl Idp {
     pub fn start() -> Idp {
+        Idp::start_for(None)
+    }
+
+    /// Starts the provider with another relying party's callback registered too (the
+    /// gateway's end-to-end tests, whose host and port differ).
+    pub fn start_for(extra: Option<(String, String)>) -> Idp {
         ensure_node_modules();
         let dir = tempfile::tempdir().unwrap();
         let mut idp = Idp {
@@ -97,6 +105,7 @@ impl Idp {
             issuer: String::new(),
             port: 0,
             dir,
+            extra,
         };
         idp.spawn(0);
         idp
@@ -104,7 +113,18 @@ impl Idp {
 
     fn spawn(&mut self, port: u16) {
         let cfg = self.dir.path().join("idp.json");
-        std::fs::write(&cfg, idp_config(port).to_string()).unwrap();
+        let mut json = idp_config(port);
+        if let Some((redirect, logout)) = &self.extra {
+            json["clients"][0]["redirect_uris"]
+                .as_array_mut()
+                .unwrap()
+                .push(redirect.clone().into());
+            json["clients"][0]["post_logout_redirect_uris"]
+                .as_array_mut()
+                .unwrap()
+                .push(logout.clone().into());
+        }
+        std::fs::write(&cfg, json.to_string()).unwrap();
         let mut child = Command::new("node")
             .arg(provider_dir().join("server.js"))
             .arg(&cfg)
