@@ -79,14 +79,20 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<ExitCode> {
     // The command line is the edge: this is the one place that reads the clock.
     let now = Timestamp::now();
     match cmd {
-        CertsCommand::Init { dir, hosts, organization, force } => {
+        CertsCommand::Init {
+            dir,
+            hosts,
+            organization,
+            force,
+        } => {
             let mut opts = InitOptions::new(now);
             if !hosts.is_empty() {
                 opts.server_hosts = hosts;
             }
             opts.organization = organization;
             opts.force = force;
-            let report = pki::init(&dir, &opts).with_context(|| format!("certs init {}", dir.display()))?;
+            let report =
+                pki::init(&dir, &opts).with_context(|| format!("certs init {}", dir.display()))?;
             println!("created / 作成しました:");
             for f in &report.files {
                 println!("  {}", f.display());
@@ -99,7 +105,16 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        CertsCommand::IssueDevice { id, dir, days, not_before, not_after, p12_password, p12_legacy, uri_prefix } => {
+        CertsCommand::IssueDevice {
+            id,
+            dir,
+            days,
+            not_before,
+            not_after,
+            p12_password,
+            p12_legacy,
+            uri_prefix,
+        } => {
             let (password, generated) = match p12_password {
                 Some(p) => (p, false),
                 None => (pki::random_password()?, true),
@@ -110,10 +125,14 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<ExitCode> {
             opts.not_after = not_after;
             opts.p12_legacy = p12_legacy;
             opts.uri_prefix = uri_prefix;
-            let issued = pki::issue_device(&dir, &id, &opts).with_context(|| format!("certs issue-device --id {id}"))?;
+            let issued = pki::issue_device(&dir, &id, &opts)
+                .with_context(|| format!("certs issue-device --id {id}"))?;
             println!("device / 端末:      {}", issued.id);
             println!("serial / シリアル:  {}", issued.serial_hex);
-            println!("valid / 有効期間:   {} … {}", issued.not_before, issued.not_after);
+            println!(
+                "valid / 有効期間:   {} … {}",
+                issued.not_before, issued.not_after
+            );
             println!("certificate:       {}", issued.cert_path.display());
             println!("private key:       {}", issued.key_path.display());
             println!("PKCS#12 bundle:    {}", issued.p12_path.display());

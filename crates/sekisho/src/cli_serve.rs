@@ -11,14 +11,24 @@ use sekisho_gateway::snapshot::Snapshot;
 #[derive(Args)]
 pub struct ServeArgs {
     /// The gateway configuration file.
-    #[arg(long, short, env = "SEKISHO_CONFIG", default_value = "config/sekisho.yaml")]
+    #[arg(
+        long,
+        short,
+        env = "SEKISHO_CONFIG",
+        default_value = "config/sekisho.yaml"
+    )]
     pub config: PathBuf,
 }
 
 #[derive(Args)]
 pub struct CheckArgs {
     /// The gateway configuration file.
-    #[arg(long, short, env = "SEKISHO_CONFIG", default_value = "config/sekisho.yaml")]
+    #[arg(
+        long,
+        short,
+        env = "SEKISHO_CONFIG",
+        default_value = "config/sekisho.yaml"
+    )]
     pub config: PathBuf,
 }
 
@@ -49,10 +59,17 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
 pub fn init_logging(logging: &Logging) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SEKISHO_LOG").unwrap_or_else(|_| EnvFilter::new(&logging.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("SEKISHO_LOG").unwrap_or_else(|_| EnvFilter::new(&logging.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match logging.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }

@@ -15,7 +15,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "sekisho", version, about = "Sekisho (関所): zero-trust access gateway")]
+#[command(
+    name = "sekisho",
+    version,
+    about = "Sekisho (関所): zero-trust access gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
