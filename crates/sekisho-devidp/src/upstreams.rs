@@ -5,8 +5,10 @@
 //!
 //! - any path: an accessible Japanese/English page listing the headers Sekisho passed on
 //!   (`X-Forwarded-*`, `X-Request-Id`, every `X-Sekisho-*` identity header, whether an
-//!   `X-Sekisho-Assertion` JWT was present and its claims — decoded, **not** verified), the
-//!   names (never values) of cookies that reached the upstream;
+//!   `X-Sekisho-Assertion` JWT was present, its claims, and — once
+//!   [`RunningUpstream::set_assertion_check`] gave it the gateway's JWKS — whether its
+//!   signature, issuer, audience and expiry verify), the names (never values) of cookies that
+//!   reached the upstream;
 //! - `/headers.json`: the same facts as JSON, for scripts and tests;
 //! - `/download`: a small CSV attachment (UTF-8 with BOM, so Excel opens it), for zone
 //!   response-control demos (downloads blocked for unmanaged devices);
@@ -16,7 +18,7 @@
 //! They set no `Cache-Control`, so that the gateway's zone response controls are visible.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,12 +29,14 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::error::Result;
+use crate::error::{DevIdpError, Result};
 use crate::html::{esc, page};
 use crate::serve::{self, Handler, Listening, Resp};
 
@@ -86,6 +90,7 @@ impl UpstreamKind {
 /// A running demo upstream.
 pub struct RunningUpstream {
     kind: UpstreamKind,
+    upstream: Arc<Upstream>,
     server: Listening,
 }
 
@@ -107,6 +112,16 @@ impl RunningUpstream {
         self.server.addr
     }
 
+    /// Verify `X-Sekisho-Assertion` from now on (or, with `None`, only decode it). Can be
+    /// called after the gateway has started, so the start order does not matter.
+    pub fn set_assertion_check(&self, check: Option<AssertionCheck>) {
+        *self
+            .upstream
+            .check
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = check.map(Arc::new);
+    }
+
     /// `http://<addr>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.server.addr)
@@ -121,13 +136,68 @@ impl RunningUpstream {
 /// Starts a demo upstream on `bind` (loopback only, e.g. `127.0.10.11:8080`; port 0 allowed).
 pub async fn start(kind: UpstreamKind, bind: SocketAddr) -> Result<RunningUpstream> {
     let (listener, addr) = serve::bind(bind).await?;
-    let server = serve::serve(listener, addr, Arc::new(Upstream { kind }));
+    let upstream = Arc::new(Upstream {
+        kind,
+        check: Mutex::new(None),
+    });
+    let server = serve::serve(listener, addr, upstream.clone());
     tracing::info!(upstream = kind.name(), addr = %server.addr, "demo upstream listening");
-    Ok(RunningUpstream { kind, server })
+    Ok(RunningUpstream {
+        kind,
+        upstream,
+        server,
+    })
 }
 
 struct Upstream {
     kind: UpstreamKind,
+    check: Mutex<Option<Arc<AssertionCheck>>>,
+}
+
+/// How a demo upstream verifies `X-Sekisho-Assertion`, as a real upstream would: ES256
+/// against the gateway's JWKS (the body of its `/.sekisho/jwks.json`), exact `iss`, `aud` =
+/// the route name, `exp`/`nbf` with 30 s leeway.
+#[derive(Clone, Debug)]
+pub struct AssertionCheck {
+    keys: JwkSet,
+    issuer: String,
+    audience: String,
+}
+
+impl AssertionCheck {
+    pub fn new(
+        jwks_json: &str,
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Result<Self> {
+        let keys: JwkSet = serde_json::from_str(jwks_json)
+            .map_err(|e| DevIdpError::Config(vec![format!("assertion JWKS: {e}")]))?;
+        Ok(AssertionCheck {
+            keys,
+            issuer: issuer.into(),
+            audience: audience.into(),
+        })
+    }
+
+    fn verify(&self, token: &str) -> std::result::Result<(), String> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+        // Never trust the token's own alg: ES256 only.
+        if header.alg != Algorithm::ES256 {
+            return Err(format!("algorithm {:?} is not accepted", header.alg));
+        }
+        let kid = header.kid.ok_or("no kid")?;
+        let jwk = self.keys.find(&kid).ok_or("unknown kid")?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+        let mut v = Validation::new(Algorithm::ES256);
+        v.leeway = 30;
+        v.validate_nbf = true;
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<Value>(token, &key, &v)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Headers always listed (absent ones too), in this order.
@@ -149,9 +219,11 @@ struct Seen {
     headers: Vec<(String, Option<String>)>,
     cookie_names: Vec<String>,
     assertion: Option<Value>,
+    /// `None`: no assertion or no check configured.
+    verified: Option<std::result::Result<(), String>>,
 }
 
-fn seen(h: &HeaderMap) -> Seen {
+fn seen(h: &HeaderMap, check: Option<&AssertionCheck>) -> Seen {
     let value = |n: &str| {
         let vals: Vec<String> = h
             .get_all(n)
@@ -191,10 +263,19 @@ fn seen(h: &HeaderMap) -> Seen {
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
             .unwrap_or(Value::Null)
     });
+    let verified = match (h.get(ASSERTION), check) {
+        (Some(v), Some(c)) => Some(
+            v.to_str()
+                .map_err(|_| "not a JWT".to_owned())
+                .and_then(|t| c.verify(t)),
+        ),
+        _ => None,
+    };
     Seen {
         headers,
         cookie_names,
         assertion,
+        verified,
     }
 }
 
@@ -220,7 +301,8 @@ impl Handler for Upstream {
             _ => {
                 let method = req.method().clone();
                 let query = req.uri().query().map(str::to_owned);
-                let s = seen(req.headers());
+                let check = self.check.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let s = seen(req.headers(), check.as_deref());
                 let body_len = Limited::new(req.into_body(), 16 << 20)
                     .collect()
                     .await
@@ -283,6 +365,8 @@ impl Upstream {
             "headers": headers,
             "cookie_names": f.seen.cookie_names,
             "assertion_present": f.seen.assertion.is_some(),
+            "assertion_verified": f.seen.verified.as_ref().map(|r| r.is_ok()),
+            "assertion_error": f.seen.verified.as_ref().and_then(|r| r.as_ref().err()),
             "assertion_claims": f.seen.assertion.clone().unwrap_or(Value::Null),
         })
     }
@@ -304,11 +388,25 @@ impl Upstream {
             None => format!("<p>{absent}</p>"),
             Some(Value::Null) => "<p>あり（JWT として読めません） <span lang=\"en\">present (not a readable JWT)</span></p>".to_owned(),
             Some(c) => format!(
-                "<p>あり <span lang=\"en\">present</span> — 内容（この画面では署名を検証していません） \
-<span lang=\"en\">claims (signature not verified here)</span>:</p><pre>{}</pre>",
+                "<p>あり <span lang=\"en\">present</span> — 内容 <span lang=\"en\">claims</span>:</p><pre>{}</pre>",
                 esc(&serde_json::to_string_pretty(c).unwrap_or_default())
             ),
         };
+        let verdict = match &f.seen.verified {
+            None if f.seen.assertion.is_some() => "<p>署名検証: 未設定（内容を表示するだけです） \
+<span lang=\"en\">Signature check: not configured (claims are only decoded)</span></p>"
+                .to_owned(),
+            None => String::new(),
+            Some(Ok(())) => "<p class=\"note\"><strong>署名検証: 成功</strong>（発行者・宛先・有効期限も確認済み） \
+<span lang=\"en\"><strong>Signature verified</strong> (issuer, audience and expiry checked)</span></p>"
+                .to_owned(),
+            Some(Err(e)) => format!(
+                "<p class=\"alert\" role=\"alert\"><strong>署名検証: 失敗</strong> \
+<span lang=\"en\"><strong>Verification failed</strong></span>: <code>{}</code></p>",
+                esc(e)
+            ),
+        };
+        let assertion = format!("{verdict}{assertion}");
         let cookies = if f.seen.cookie_names.is_empty() {
             absent.to_owned()
         } else {

@@ -10,10 +10,11 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 use jiff::Timestamp;
 use reqwest::StatusCode;
+use sekisho_devidp::upstreams::{self, AssertionCheck, UpstreamKind};
 use sekisho_devidp::{ACR_MFA, DevClient, DevIdp, DevIdpConfig, RunningIdp};
 use sekisho_identity::{
-    AuthMethod, BearerConfig, CookieKey, CookieKeyRing, IdentityConfig, IdentityService,
-    OidcConfig, Secret, SessionConfig, SessionOutcome, StepUp, VerifiedIdentity,
+    AssertionSigner, AuthMethod, BearerConfig, CookieKey, CookieKeyRing, IdentityConfig,
+    IdentityService, OidcConfig, Secret, SessionConfig, SessionOutcome, StepUp, VerifiedIdentity,
 };
 use support::{AUDIENCE, browser, request_id};
 
@@ -231,5 +232,70 @@ async fn gateway_bearer_verification_accepts_dev_idp_access_tokens() {
         svc.authenticate(&h, Timestamp::now()).await,
         SessionOutcome::BearerRejected(_)
     ));
+    idp.shutdown().await;
+}
+
+#[tokio::test]
+async fn demo_upstream_verifies_an_assertion_from_the_gateway_signer() {
+    let idp = start_idp().await;
+    let svc = service(&idp);
+    let t = idp.mint_tokens("sekisho", "tanaka", true).unwrap();
+    let mut h = HeaderMap::new();
+    h.insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {}", t.access_token).parse().unwrap(),
+    );
+    let id = identity(svc.authenticate(&h, Timestamp::now()).await);
+    let (signer, _pem) =
+        AssertionSigner::generate("https://gateway.localhost", Duration::from_secs(60)).unwrap();
+    let assertion = signer
+        .sign(
+            &id,
+            "portal",
+            Some("urn:device:pc-001"),
+            "pv-1",
+            "req-1",
+            Timestamp::now(),
+        )
+        .unwrap();
+
+    let up = upstreams::start(UpstreamKind::Portal, "127.0.10.11:0".parse().unwrap())
+        .await
+        .unwrap();
+    up.set_assertion_check(Some(
+        AssertionCheck::new(&signer.jwks_json(), "https://gateway.localhost", "portal").unwrap(),
+    ));
+    let j: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/headers.json", up.url()))
+        .header("X-Sekisho-Assertion", &assertion)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(j["assertion_verified"], true, "{j}");
+    assert_eq!(j["assertion_claims"]["sub"], "tanaka");
+    assert_eq!(j["assertion_claims"]["device_id"], "urn:device:pc-001");
+    // The same assertion is refused by the other zone's upstream (audience).
+    up.set_assertion_check(Some(
+        AssertionCheck::new(
+            &signer.jwks_json(),
+            "https://gateway.localhost",
+            "groupware",
+        )
+        .unwrap(),
+    ));
+    let j: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/headers.json", up.url()))
+        .header("X-Sekisho-Assertion", &assertion)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(j["assertion_verified"], false);
+    up.shutdown().await;
     idp.shutdown().await;
 }

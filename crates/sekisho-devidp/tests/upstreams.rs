@@ -167,3 +167,110 @@ async fn upstreams_listen_on_loopback_only() {
         .unwrap_err();
     assert!(matches!(err, DevIdpError::NotLoopback(_)), "{err}");
 }
+
+mod assertion {
+    use super::*;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use sekisho_devidp::upstreams::AssertionCheck;
+
+    struct Gateway {
+        key: EncodingKey,
+        jwks: String,
+    }
+
+    fn gateway_key() -> Gateway {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let raw = kp.public_key_raw();
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "gw-1", "alg": "ES256", "use": "sig",
+            "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&raw[33..]),
+        }]});
+        Gateway {
+            key: EncodingKey::from_ec_der(&kp.serialize_der()),
+            jwks: jwks.to_string(),
+        }
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    fn sign(gw: &Gateway, kid: &str, aud: &str, exp: i64) -> String {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(kid.into());
+        let claims = serde_json::json!({
+            "iss": "https://gateway.localhost", "aud": aud, "sub": "tanaka",
+            "iat": now(), "nbf": now(), "exp": exp,
+        });
+        jsonwebtoken::encode(&h, &claims, &gw.key).unwrap()
+    }
+
+    async fn seen(url: &str, assertion: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{url}/headers.json"))
+            .header("X-Sekisho-Assertion", assertion)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn upstream_verifies_the_assertion_when_given_the_gateway_jwks() {
+        let gw = gateway_key();
+        let up = upstreams::start(UpstreamKind::Portal, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let good = sign(&gw, "gw-1", "portal", now() + 60);
+
+        // Not configured: decoded only.
+        let j = seen(&up.url(), &good).await;
+        assert_eq!(j["assertion_present"], true);
+        assert_eq!(j["assertion_verified"], Value::Null);
+
+        up.set_assertion_check(Some(
+            AssertionCheck::new(&gw.jwks, "https://gateway.localhost", "portal").unwrap(),
+        ));
+        let j = seen(&up.url(), &good).await;
+        assert_eq!(j["assertion_verified"], true, "{j}");
+        let page = reqwest::Client::new()
+            .get(up.url())
+            .header("X-Sekisho-Assertion", &good)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("署名検証: 成功"));
+
+        let other = gateway_key();
+        let mut tampered = good.clone();
+        tampered.insert(tampered.rfind('.').unwrap() + 1, 'A');
+        let none_alg = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","kid":"gw-1"}"#),
+            good.split('.').nth(1).unwrap()
+        );
+        for (bad, why) in [
+            (sign(&gw, "gw-1", "groupware", now() + 60), "audience"),
+            (sign(&gw, "gw-1", "portal", now() - 120), "expired"),
+            (sign(&other, "gw-1", "portal", now() + 60), "other key"),
+            (sign(&gw, "gw-2", "portal", now() + 60), "unknown kid"),
+            (tampered, "tampered"),
+            (none_alg, "alg none"),
+        ] {
+            let j = seen(&up.url(), &bad).await;
+            assert_eq!(j["assertion_verified"], false, "{why}: {j}");
+            assert!(j["assertion_error"].is_string(), "{why}");
+        }
+        assert!(AssertionCheck::new("not json", "i", "a").is_err());
+        up.shutdown().await;
+    }
+}
