@@ -30,6 +30,7 @@ pub const SESSION_COOKIE: &str = "sekisho_devidp_session";
 const CODE_TTL: i64 = 60;
 const PENDING_TTL: i64 = 600;
 const MAX_BODY: usize = 64 * 1024;
+const MAX_PENDING: usize = 10_000;
 
 /// The development OpenID provider. See the crate documentation.
 pub struct DevIdp;
@@ -630,6 +631,14 @@ impl Provider {
         if prompts.contains(&"none") {
             drop(st);
             return fail("login_required", "the user must sign in");
+        }
+        if st.pending.len() >= MAX_PENDING {
+            // Unfinished logins expire after 10 minutes; this bounds memory until then.
+            return html::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "サインイン要求が多すぎます。しばらくしてからやり直してください。",
+                "Too many sign-in requests. Try again in a few minutes.",
+            );
         }
         let id = random_token(24);
         st.pending.insert(
