@@ -44,6 +44,10 @@ pub struct Config {
     pub policy_files: Vec<PathBuf>,
     /// Device trust, inventory and posture assertions (absent: no device certificates).
     pub devices: Option<DevicesConfig>,
+    /// The audit trail (absent: a warning; nothing is recorded).
+    pub audit: Option<sekisho_audit::AuditConfig>,
+    /// Canonical form of the `audit:` section (changing it needs a restart).
+    pub audit_fingerprint: String,
     /// Sign-in, sessions and bearer tokens (absent: nobody is ever signed in).
     pub identity: Option<crate::identity_config::IdentitySettings>,
     /// Warnings that did not stop the load (shown by `check`, logged by `serve`).
@@ -300,6 +304,7 @@ const ROOT_KEYS: &[&str] = &[
     "policies",
     "devices",
     "identity",
+    "audit",
     "logging",
     "admin",
     "limits",
@@ -356,6 +361,24 @@ fn decode_root(d: &mut Decoder, root: &Node, base: &FsPath) -> Option<Config> {
     let identity = m
         .get("identity")
         .and_then(|n| crate::identity_config::decode(d, n, &rp.key("identity"), base));
+    let audit = match m.get("audit") {
+        Some(n) => crate::audit::decode(d, n, &rp.key("audit"), base, &instance),
+        None => {
+            d.warning(
+                root,
+                &rp,
+                "no `audit` section: access decisions are not recorded",
+                Some(
+                    "add `audit: { dir: /var/lib/sekisho/audit }` — auditors need the trail".into(),
+                ),
+            );
+            None
+        }
+    };
+    let audit_fingerprint = m
+        .get("audit")
+        .map(|n| format!("{:?}", crate::identity_config::canonical_text(n)))
+        .unwrap_or_default();
 
     let zones_path = rp.key("zones");
     let mut zones = match m.require(d, "zones") {
@@ -426,6 +449,8 @@ fn decode_root(d: &mut Decoder, root: &Node, base: &FsPath) -> Option<Config> {
         policy_files,
         devices,
         identity,
+        audit,
+        audit_fingerprint,
         warnings: Vec::new(),
     })
 }

@@ -58,6 +58,13 @@ impl IdentitySettings {
     }
 }
 
+/// A canonical text of a YAML subtree (no positions), for "did this section change?".
+pub fn canonical_text(node: &Node) -> String {
+    let mut s = String::new();
+    canonical(node, &mut s);
+    s
+}
+
 fn canonical(node: &Node, out: &mut String) {
     match &node.kind {
         Kind::Null => out.push('~'),

@@ -6,6 +6,7 @@
 //! request it forwards.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod canon;
 pub mod config;

@@ -26,6 +26,7 @@ use crate::metrics::{
 use crate::proxy::{ForwardError, IdleTimeout};
 use crate::respond::{self, Body, Refusal};
 use crate::snapshot::Snapshot;
+use sekisho_audit::Event;
 
 /// The gateway's clock: every time-dependent decision reads it, so tests can set it.
 pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
@@ -34,24 +35,32 @@ pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
 pub struct Gateway {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
+    /// The audit trail's writer (absent only when no `audit:` is configured).
+    pub audit: Option<sekisho_audit::AuditHandle>,
     /// Configuration and TLS loaded and listeners bound.
     pub ready: AtomicBool,
     pub clock: Clock,
 }
 
 impl Gateway {
-    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>) -> Arc<Gateway> {
+    pub fn new(
+        snapshot: Snapshot,
+        metrics: Arc<Metrics>,
+        audit: Option<sekisho_audit::AuditHandle>,
+    ) -> Arc<Gateway> {
         metrics.set_config_version(&snapshot.config.version);
         Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
+            audit,
             ready: AtomicBool::new(false),
             clock: Arc::new(jiff::Timestamp::now),
         })
     }
 
+    /// Ready: configuration and TLS loaded, listeners bound, and the audit trail writable.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.audit.as_ref().is_none_or(|a| a.is_healthy())
     }
 }
 
@@ -345,12 +354,27 @@ pub async fn handle(
             client.ip = %conn.peer.ip(),
             event = out.event,
             detail = out.detail,
-            user = out.identity.as_ref().map(|i| i.sub()).unwrap_or(""),
             status = out.response.status().as_u16(),
             "gateway endpoint"
         );
-        return Ok(out.response);
+        let mut response = out.response;
+        if let Some(event) = auth_event(
+            &snap,
+            &conn,
+            &rid,
+            out.event,
+            out.detail,
+            out.identity.as_ref(),
+            &device,
+        ) && !crate::audit::record(gw.audit.as_ref(), event, &rid).await
+        {
+            response =
+                respond::refusal(&Refusal::Unavailable, &http::HeaderMap::new(), &rid, false);
+        }
+        return Ok(response);
     }
+
+    let mut rec = AccessRecord::new(&snap, &conn, &target, req.method(), &rid, &device);
 
     // 2. route
     let Some(route) = snap
@@ -359,18 +383,18 @@ pub async fn handle(
         .cloned()
     else {
         let resp = respond::refusal(&Refusal::NotFound, req.headers(), &rid, false);
-        finish(
+        return Ok(conclude(
             &gw,
             &conn,
             None,
             &rid,
-            Decision::Deny,
-            resp.status(),
+            rec.denied(None, "no_route", &[], resp),
             start,
             "no_route",
-        );
-        return Ok(resp);
+        )
+        .await);
     };
+    rec.route(&route);
 
     // 3. identity: only where a policy will look at it.
     let (identity, set_cookies) = match (&route.access, snap.identity.as_deref()) {
@@ -378,26 +402,26 @@ pub async fn handle(
             match crate::auth::identify(rt, req.headers(), &rid, now).await {
                 crate::auth::IdentityStep::Known(i, c) => (i, c),
                 crate::auth::IdentityStep::Refused(resp, why) => {
-                    finish(
+                    return Ok(conclude(
                         &gw,
                         &conn,
                         Some(&route),
                         &rid,
-                        Decision::Deny,
-                        resp.status(),
+                        rec.denied(None, why, &[], resp),
                         start,
                         why,
-                    );
-                    return Ok(resp);
+                    )
+                    .await);
                 }
             }
         }
         _ => (None, Vec::new()),
     };
+    rec.user(identity.as_ref());
 
     // 5. decide.
     let policy_identity = identity.as_ref().map(crate::auth::policy_identity);
-    let (decision, why, refusal, step_up) = decide(
+    let d = decide(
         &snap,
         &route,
         &target,
@@ -407,9 +431,9 @@ pub async fn handle(
         &device,
         now,
     );
-    if let Some(refusal) = refusal {
+    if let Some(refusal) = &d.refusal {
         // A browser that needs to sign in (or sign in again) is sent to the identity provider.
-        let login = match (&refusal, snap.identity.as_deref()) {
+        let login = match (refusal, snap.identity.as_deref()) {
             (Refusal::LoginRequired | Refusal::StepUp(_), Some(rt)) => {
                 crate::auth::start_login(
                     rt,
@@ -418,7 +442,7 @@ pub async fn handle(
                     &target,
                     req.method(),
                     req.headers(),
-                    step_up.as_ref(),
+                    d.step_up.as_ref(),
                     &rid,
                     now,
                 )
@@ -427,24 +451,46 @@ pub async fn handle(
             _ => None,
         };
         let mut resp =
-            login.unwrap_or_else(|| respond::refusal(&refusal, req.headers(), &rid, false));
+            login.unwrap_or_else(|| respond::refusal(refusal, req.headers(), &rid, false));
         for c in set_cookies {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
-        finish(
+        let why = d.why;
+        return Ok(conclude(
             &gw,
             &conn,
             Some(&route),
             &rid,
-            decision,
-            resp.status(),
+            rec.denied(d.rule.clone(), why, &d.reasons, resp),
             start,
             why,
-        );
-        return Ok(resp);
+        )
+        .await);
     }
     if route.kind == RouteKind::ScreenTransfer && carries_file(req.headers()) {
         let resp = respond::refusal(&Refusal::Forbidden(vec![]), req.headers(), &rid, false);
+        let why = "screen_transfer.file";
+        return Ok(conclude(
+            &gw,
+            &conn,
+            Some(&route),
+            &rid,
+            rec.denied(None, why, &[], resp),
+            start,
+            why,
+        )
+        .await);
+    }
+
+    // 6. audit: the allow is on record before anything is forwarded.
+    if !crate::audit::record(
+        gw.audit.as_ref(),
+        rec.event(Decision::Allow, d.rule.clone(), d.why, &d.reasons, None),
+        &rid,
+    )
+    .await
+    {
+        let resp = respond::refusal(&Refusal::Unavailable, req.headers(), &rid, false);
         finish(
             &gw,
             &conn,
@@ -453,7 +499,7 @@ pub async fn handle(
             Decision::Deny,
             resp.status(),
             start,
-            "screen_transfer_file",
+            "audit_unavailable",
         );
         return Ok(resp);
     }
@@ -464,7 +510,20 @@ pub async fn handle(
         device_id: device.id.as_deref(),
         now,
     };
-    let mut resp = forward(&gw, &snap, &conn, &route, &target, &rid, trusted, &who, req).await;
+    let bytes_in = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut resp = forward(
+        &gw,
+        &snap,
+        &conn,
+        &route,
+        &target,
+        &rid,
+        trusted,
+        &who,
+        bytes_in.clone(),
+        req,
+    )
+    .await;
     for c in set_cookies {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -473,12 +532,252 @@ pub async fn handle(
         &conn,
         Some(&route),
         &rid,
-        decision,
+        Decision::Allow,
+        resp.status(),
+        start,
+        d.why,
+    );
+    // The result (status, bytes, duration) is recorded when the response body ends.
+    let status = resp.status().as_u16();
+    let audit = gw.audit.clone();
+    let request_id = rid.clone();
+    let upstream = route.upstreams.first().map(|u| u.to_string());
+    let done: Box<dyn FnOnce(u64) + Send + Sync> = Box::new(move |bytes_out| {
+        let event = Event::AccessResult(sekisho_audit::AccessResultEvent {
+            request_id,
+            upstream,
+            upstream_status: (status != 502 && status != 504).then_some(status),
+            status,
+            bytes_in: bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_out,
+            duration_us: start.elapsed().as_micros() as u64,
+            error: None,
+        });
+        crate::audit::record_later(audit.as_ref(), event);
+    });
+    let (parts, body) = resp.into_parts();
+    let body = crate::audit::Counted::new(
+        body,
+        Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        Some(done),
+    )
+    .boxed();
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The single completion point for requests that are not forwarded: record, measure, log.
+/// If the trail cannot take the record, the answer becomes 503 (fail closed).
+async fn conclude(
+    gw: &Gateway,
+    conn: &ConnInfo,
+    route: Option<&Route>,
+    rid: &str,
+    (event, resp): (Event, Response<Body>),
+    start: Instant,
+    why: &'static str,
+) -> Response<Body> {
+    let resp = if crate::audit::record(gw.audit.as_ref(), event, rid).await {
+        resp
+    } else {
+        respond::refusal(&Refusal::Unavailable, &http::HeaderMap::new(), rid, false)
+    };
+    finish(
+        gw,
+        conn,
+        route,
+        rid,
+        Decision::Deny,
         resp.status(),
         start,
         why,
     );
-    Ok(resp)
+    resp
+}
+
+/// Builds the access record as the pipeline learns more about the request.
+struct AccessRecord {
+    event: sekisho_audit::AccessEvent,
+}
+
+impl AccessRecord {
+    fn new(
+        snap: &Snapshot,
+        conn: &ConnInfo,
+        target: &Target,
+        method: &Method,
+        rid: &str,
+        device: &crate::device::DeviceView,
+    ) -> AccessRecord {
+        let posture = |name: &str, f: &sekisho_policy::Fact<bool>| match f {
+            sekisho_policy::Fact::Known { value, .. } => Some(sekisho_audit::PostureFact {
+                name: name.to_owned(),
+                value: value.to_string(),
+                source: None,
+                age_secs: None,
+            }),
+            sekisho_policy::Fact::Unknown => None,
+        };
+        let d = &device.input;
+        let device_info = device.id.as_ref().map(|id| sekisho_audit::DeviceInfo {
+            id: id.clone(),
+            fingerprint: device.fingerprint.clone(),
+            posture: [
+                posture("managed", &d.managed),
+                posture("compliant", &d.compliant),
+                posture("disk_encryption", &d.disk_encryption),
+                posture("screen_lock", &d.screen_lock),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        });
+        AccessRecord {
+            event: sekisho_audit::AccessEvent {
+                request_id: rid.to_owned(),
+                zone: conn.zone.clone(),
+                listener: conn.listener.clone(),
+                method: method.as_str().to_owned(),
+                host: target.host.clone(),
+                path: target.path.clone(),
+                // The query may carry personal data or tokens: never recorded.
+                query: None,
+                client_ip: conn.peer.ip().to_string(),
+                device: device_info,
+                policy_version: snap
+                    .config
+                    .policies
+                    .as_deref()
+                    .map(|p| p.version().to_owned())
+                    .unwrap_or_default(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn route(&mut self, route: &Route) {
+        self.event.route = Some(route.name.clone());
+        self.event.zone = route.zone.clone();
+    }
+
+    fn user(&mut self, id: Option<&sekisho_identity::VerifiedIdentity>) {
+        self.event.user = id.map(user_info);
+    }
+
+    fn event(
+        &self,
+        decision: Decision,
+        rule: Option<String>,
+        why: &str,
+        reasons: &[&'static sekisho_policy::Reason],
+        status: Option<u16>,
+    ) -> Event {
+        let mut e = self.event.clone();
+        e.decision = match decision {
+            Decision::Allow => sekisho_audit::Decision::Allow,
+            Decision::Deny => sekisho_audit::Decision::Deny,
+        };
+        e.rule = rule;
+        e.reasons = if reasons.is_empty() {
+            vec![sekisho_audit::Reason {
+                code: why.to_owned(),
+                ja: None,
+                en: None,
+            }]
+        } else {
+            reasons
+                .iter()
+                .map(|r| sekisho_audit::Reason {
+                    code: r.code.to_owned(),
+                    ja: Some(r.ja.to_owned()),
+                    en: Some(r.en.to_owned()),
+                })
+                .collect()
+        };
+        e.status = status;
+        Event::Access(Box::new(e))
+    }
+
+    fn denied(
+        &self,
+        rule: Option<String>,
+        why: &str,
+        reasons: &[&'static sekisho_policy::Reason],
+        resp: Response<Body>,
+    ) -> (Event, Response<Body>) {
+        (
+            self.event(
+                Decision::Deny,
+                rule,
+                why,
+                reasons,
+                Some(resp.status().as_u16()),
+            ),
+            resp,
+        )
+    }
+}
+
+fn user_info(id: &sekisho_identity::VerifiedIdentity) -> sekisho_audit::UserInfo {
+    sekisho_audit::UserInfo {
+        sub: id.sub().to_owned(),
+        email: id.email().map(str::to_owned),
+        groups: id.groups().to_vec(),
+        amr: id.amr().to_vec(),
+        acr: id.acr().map(str::to_owned),
+        auth_time: id.auth_time().map(|t| t.to_string()),
+    }
+}
+
+/// The audit event for a sign-in, sign-in failure or sign-out at a gateway endpoint.
+fn auth_event(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    rid: &str,
+    event: &str,
+    detail: &str,
+    identity: Option<&sekisho_identity::VerifiedIdentity>,
+    device: &crate::device::DeviceView,
+) -> Option<Event> {
+    let issuer = snap
+        .config
+        .identity
+        .as_ref()
+        .and_then(|i| i.config.oidc.as_ref())
+        .map(|o| o.issuer.to_string())
+        .unwrap_or_default();
+    let client_ip = conn.peer.ip().to_string();
+    match (event, identity) {
+        ("login", Some(id)) => Some(Event::LoginSuccess(sekisho_audit::LoginEvent {
+            request_id: rid.to_owned(),
+            issuer,
+            user: user_info(id),
+            client_ip,
+            device_id: device.id.clone(),
+        })),
+        ("login_failed", _) => Some(Event::LoginFailure(sekisho_audit::LoginFailureEvent {
+            request_id: rid.to_owned(),
+            issuer,
+            user_hint: None,
+            client_ip,
+            reason: detail.to_owned(),
+        })),
+        ("logout", _) => Some(Event::Logout(sekisho_audit::SessionEvent {
+            request_id: rid.to_owned(),
+            sub: String::new(),
+            client_ip,
+            outcome: detail.to_owned(),
+        })),
+        _ => None,
+    }
+}
+
+/// What step 5 decided.
+struct Decided {
+    why: &'static str,
+    refusal: Option<Refusal>,
+    step_up: Option<sekisho_policy::StepUp>,
+    rule: Option<String>,
+    reasons: Vec<&'static sekisho_policy::Reason>,
 }
 
 /// Step 5: the zone floor AND the route policy decide; public routes are allowed.
@@ -496,23 +795,25 @@ fn decide(
     identity: Option<&sekisho_policy::Identity>,
     device: &crate::device::DeviceView,
     now: jiff::Timestamp,
-) -> (
-    Decision,
-    &'static str,
-    Option<Refusal>,
-    Option<sekisho_policy::StepUp>,
-) {
+) -> Decided {
     let Access::Policy(_) = &route.access else {
-        return (Decision::Allow, "public", None, None);
+        return Decided {
+            why: "public",
+            refusal: None,
+            step_up: None,
+            rule: None,
+            reasons: Vec::new(),
+        };
     };
     let (Some(set), Some(policy_target)) = (snap.config.policies.as_deref(), route.target) else {
         // Cannot happen with a configuration that loaded; fail closed all the same.
-        return (
-            Decision::Deny,
-            "policy_unavailable",
-            Some(Refusal::Forbidden(vec![])),
-            None,
-        );
+        return Decided {
+            why: "policy_unavailable",
+            refusal: Some(Refusal::Forbidden(vec![])),
+            step_up: None,
+            rule: None,
+            reasons: Vec::new(),
+        };
     };
     let request = sekisho_policy::Request {
         method: method.as_str().to_owned(),
@@ -530,29 +831,24 @@ fn decide(
     };
     let d = set.evaluate(policy_target, &input);
     let reasons: Vec<&'static sekisho_policy::Reason> = d.reasons.iter().collect();
-    let code = d.reason_code();
+    let rule = Some(d.rule.path.to_string());
+    let why = d.reason_code();
     use sekisho_policy::Outcome;
-    match d.outcome {
-        Outcome::Allow => (Decision::Allow, code, None, None),
-        Outcome::Deny => (
-            Decision::Deny,
-            code,
-            Some(Refusal::Forbidden(reasons)),
-            None,
-        ),
-        Outcome::LoginRequired => (Decision::Deny, code, Some(Refusal::LoginRequired), None),
-        Outcome::DeviceCertificateRequired => (
-            Decision::Deny,
-            code,
-            Some(Refusal::DeviceRequired(reasons)),
-            None,
-        ),
-        Outcome::StepUp(s) => (
-            Decision::Deny,
-            code,
-            Some(Refusal::StepUp(reasons)),
-            Some(s),
-        ),
+    let (refusal, step_up) = match d.outcome {
+        Outcome::Allow => (None, None),
+        Outcome::Deny => (Some(Refusal::Forbidden(reasons.clone())), None),
+        Outcome::LoginRequired => (Some(Refusal::LoginRequired), None),
+        Outcome::DeviceCertificateRequired => {
+            (Some(Refusal::DeviceRequired(reasons.clone())), None)
+        }
+        Outcome::StepUp(s) => (Some(Refusal::StepUp(reasons.clone())), Some(s)),
+    };
+    Decided {
+        why,
+        refusal,
+        step_up,
+        rule,
+        reasons,
     }
 }
 
@@ -642,6 +938,7 @@ async fn forward(
     rid: &str,
     trusted: bool,
     who: &UpstreamIdentity<'_>,
+    bytes_in: Arc<std::sync::atomic::AtomicU64>,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     let Some(pool) = snap.pools.get(&route.name) else {
@@ -762,6 +1059,7 @@ async fn forward(
     let body: Body = IdleTimeout::new(body, idle)
         .map_err(|e| -> crate::respond::BoxError { Box::new(ClientBodyError(e)) })
         .boxed();
+    let body: Body = crate::audit::Counted::new(body, bytes_in, None).boxed();
     let up = match up.body(body) {
         Ok(r) => r,
         Err(_) => {

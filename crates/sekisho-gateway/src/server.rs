@@ -33,6 +33,8 @@ use crate::snapshot::Snapshot;
 pub enum StartError {
     #[error("{0}")]
     Config(#[from] LoadError),
+    #[error("the audit trail cannot be opened: {0}")]
+    Audit(#[from] sekisho_audit::AuditError),
     #[error("cannot listen on {addr} ({name}): {source}")]
     Bind {
         name: String,
@@ -64,13 +66,51 @@ fn listener_shape(s: &Snapshot) -> Vec<(String, String, SocketAddr, bool)> {
     v
 }
 
+/// Test hooks for [`start_with`]. Never set in production.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct StartOptions {
+    /// Makes the audit writer's writes or fsyncs fail (a full or broken disk).
+    pub audit_faults: Option<sekisho_audit::fault::FaultInjector>,
+}
+
 /// Loads the configuration, binds every listener and the admin endpoint, and serves.
 pub async fn start(config_path: &Path) -> Result<Running, StartError> {
-    let snapshot = Snapshot::load(config_path)?;
+    start_with(config_path, StartOptions::default()).await
+}
+
+#[doc(hidden)]
+pub async fn start_with(config_path: &Path, options: StartOptions) -> Result<Running, StartError> {
+    let mut snapshot = Snapshot::load(config_path)?;
+    if let (Some(faults), Some(cfg)) = (options.audit_faults, &snapshot.config.audit) {
+        let mut cfg = cfg.clone();
+        cfg.fault_injection = Some(faults);
+        if let Some(c) = std::sync::Arc::get_mut(&mut snapshot.config) {
+            c.audit = Some(cfg);
+        }
+    }
     for w in &snapshot.config.warnings {
         tracing::warn!("{w}");
     }
-    let metrics = Arc::new(Metrics::new());
+    // The audit trail opens before anything is served: a trail that cannot be continued
+    // (corrupt, cut short of its last checkpoint, locked by another writer) stops the start.
+    let audit = match &snapshot.config.audit {
+        Some(cfg) => {
+            let (handle, _task) = sekisho_audit::AuditWriter::start(
+                cfg.clone(),
+                Arc::new(sekisho_audit::SystemClock),
+            )?;
+            Some(handle)
+        }
+        None => None,
+    };
+    let mut metrics = Metrics::new();
+    if let Some(h) = &audit {
+        metrics
+            .registry_mut()
+            .register_collector(Box::new(crate::audit::AuditCollector(h.clone())));
+    }
+    let metrics = Arc::new(metrics);
     let limits = snapshot.config.limits.clone();
     let mut bound = Vec::new();
     for l in &snapshot.config.listeners {
@@ -91,7 +131,23 @@ pub async fn start(config_path: &Path) -> Result<Running, StartError> {
             addr: admin_addr,
             source,
         })?;
-    let gateway = Gateway::new(snapshot, metrics);
+    let start_event = sekisho_audit::Event::Start(sekisho_audit::record::StartEvent {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        config_version: snapshot.config.version.clone(),
+        policy_version: snapshot
+            .config
+            .policies
+            .as_deref()
+            .map(|p| p.version().to_owned())
+            .unwrap_or_default(),
+        ..Default::default()
+    });
+    let gateway = Gateway::new(snapshot, metrics, audit);
+    if !crate::audit::record(gateway.audit.as_ref(), start_event, "start").await {
+        tracing::error!(
+            "the audit trail refused the start record; the gateway reports not ready until it recovers"
+        );
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut listeners = BTreeMap::new();
@@ -145,6 +201,15 @@ impl Running {
     pub fn reload(&self) -> Result<String, LoadError> {
         let old = self.gateway.snapshot.load_full();
         let result = Snapshot::load_after(&self.config_path, Some(&old)).and_then(|new| {
+            if old.config.audit_fingerprint != new.config.audit_fingerprint {
+                return Err(LoadError {
+                    diagnostics: vec![sekisho_yaml::Diagnostic::file_error(
+                        &self.config_path.display().to_string(),
+                        "the `audit` section changed: this needs a restart",
+                        None,
+                    )],
+                });
+            }
             if listener_shape(&old) != listener_shape(&new) {
                 return Err(LoadError {
                     diagnostics: vec![sekisho_yaml::Diagnostic::file_error(
@@ -157,9 +222,35 @@ impl Running {
             Ok(new)
         });
         let m = &self.gateway.metrics;
+        let old_policy = old
+            .config
+            .policies
+            .as_deref()
+            .map(|p| p.version().to_owned());
+        let event =
+            |outcome: &str, config_version: String, policy_version: String, errors: Vec<String>| {
+                sekisho_audit::Event::ConfigReload(sekisho_audit::record::ConfigReloadEvent {
+                    outcome: outcome.to_owned(),
+                    config_version,
+                    policy_version,
+                    previous_policy_version: old_policy.clone(),
+                    errors,
+                    ..Default::default()
+                })
+            };
         match result {
             Ok(new) => {
                 let version = new.config.version.clone();
+                let policy_version = new
+                    .config
+                    .policies
+                    .as_deref()
+                    .map(|p| p.version().to_owned())
+                    .unwrap_or_default();
+                crate::audit::record_later(
+                    self.gateway.audit.as_ref(),
+                    event("applied", version.clone(), policy_version, Vec::new()),
+                );
                 for w in &new.config.warnings {
                     tracing::warn!("{w}");
                 }
@@ -223,6 +314,16 @@ impl Running {
         {
             tracing::warn!("drain timeout reached; closing remaining connections");
             self.tasks.abort_all();
+        }
+        // Everything accepted is written, then the stop record, fsynced and checkpointed.
+        if let Some(a) = &self.gateway.audit {
+            let stop = sekisho_audit::Event::Stop(sekisho_audit::record::StopEvent {
+                reason: "shutdown".into(),
+                ..Default::default()
+            });
+            if let Err(e) = a.shutdown(Some(stop)).await {
+                tracing::error!(error = %e, "the audit trail did not close cleanly");
+            }
         }
         tracing::info!("gateway stopped");
     }

@@ -1,0 +1,241 @@
+//! The audit trail through the gateway: every request that reached routing is recorded
+//! (allowed ones before they are forwarded), the trail verifies, and when it cannot be
+//! written the gateway fails closed and recovers on its own.
+
+mod common;
+
+use common::*;
+use sekisho_audit::fault::{FaultInjector, FaultKind};
+
+fn routes(up: std::net::SocketAddr) -> String {
+    format!(
+        r#"routes:
+  portal:
+    zone: lgwan
+    hosts: [{SITE}]
+    upstreams: [http://{up}]
+    access: public
+  staff:
+    zone: lgwan
+    hosts: [{SITE}]
+    path_prefix: /staff
+    upstreams: [http://{up}]
+    policy: lgwan-staff
+"#
+    )
+}
+
+async fn setup(faults: Option<FaultInjector>) -> (Gw, Echo, std::path::PathBuf) {
+    let up = echo("portal", "127.0.10.95:0").await;
+    let pki = Pki::new(&[SITE, "other.test.localhost"]);
+    let dir = pki.path("audit");
+    let extra = "audit:\n  dir: audit\n  durability: strict\n";
+    let config_path = pki.path("sekisho.yaml");
+    std::fs::write(&config_path, full_yaml_with(&pki, extra, &routes(up.addr))).unwrap();
+    let running = sekisho_gateway::server::start_with(
+        &config_path,
+        sekisho_gateway::server::StartOptions {
+            audit_faults: faults,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    (
+        Gw {
+            running,
+            config_path,
+            pki,
+        },
+        up,
+        dir,
+    )
+}
+
+fn records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "jsonl")
+                && p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("audit-")
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn of_request<'a>(recs: &'a [serde_json::Value], rid: &str) -> Vec<&'a serde_json::Value> {
+    recs.iter().filter(|r| r["request_id"] == rid).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_denied_and_unrouted_requests_are_all_on_record_and_the_trail_verifies() {
+    let (gw, up, dir) = setup(None).await;
+    let c = gw.client("lgwan-https");
+    let ok = c
+        .get(gw.url("lgwan-https", "/hello?token=secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let ok_id = ok.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        ok.text()
+            .await
+            .unwrap()
+            .starts_with("upstream portal saw /hello")
+    );
+    assert_eq!(up.count(), 1);
+    let denied = c
+        .get(gw.url("lgwan-https", "/staff/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let denied_id = denied.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let other = client(&gw.pki, gw.addr("lgwan-https"), false);
+    let missing = other
+        .get(format!(
+            "https://other.test.localhost:{}/",
+            gw.addr("lgwan-https").port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let missing_id = missing.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let Gw { running, pki, .. } = gw;
+    running.shutdown().await;
+    let recs = records(&dir);
+    let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"start"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"stop"), "{kinds:?}");
+
+    let allowed = of_request(&recs, &ok_id);
+    assert_eq!(allowed.len(), 2, "access + result: {allowed:?}");
+    assert_eq!(allowed[0]["kind"], "access");
+    assert_eq!(allowed[0]["decision"], "allow");
+    assert_eq!(allowed[0]["route"], "portal");
+    assert_eq!(allowed[0]["path"], "/hello");
+    assert!(
+        allowed[0].get("query").is_none_or(|q| q.is_null()),
+        "queries are never recorded"
+    );
+    assert_eq!(allowed[1]["kind"], "access_result");
+    assert_eq!(allowed[1]["status"], 200);
+    assert!(allowed[1]["bytes_out"].as_u64().unwrap() > 0);
+
+    let d = of_request(&recs, &denied_id);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0]["decision"], "deny");
+    assert_eq!(d[0]["status"], 401);
+    assert_eq!(d[0]["route"], "staff");
+    assert!(
+        d[0]["rule"].as_str().unwrap().starts_with("lgwan-staff"),
+        "{}",
+        d[0]
+    );
+    assert!(!d[0]["policy_version"].as_str().unwrap().is_empty());
+
+    let m = of_request(&recs, &missing_id);
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0]["decision"], "deny");
+    assert!(m[0].get("route").is_none_or(|r| r.is_null()));
+
+    // Nothing secret reached the trail.
+    let raw: String = recs.iter().map(|r| r.to_string()).collect();
+    assert!(
+        !raw.contains("secret"),
+        "the query's token leaked into the trail"
+    );
+
+    let report = sekisho_audit::verify(&dir).unwrap();
+    assert!(report.is_ok(), "{report}");
+    drop(pki);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_closed_and_the_gateway_recovers_on_its_own() {
+    let faults = FaultInjector::new();
+    let (gw, up, dir) = setup(Some(faults.clone())).await;
+    let c = gw.client("lgwan-https");
+    assert_eq!(
+        c.get(gw.url("lgwan-https", "/before"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    faults.fail_writes(FaultKind::NoSpace, 0);
+    let r = c
+        .get(gw.url("lgwan-https", "/during"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        503,
+        "fail closed while the trail cannot be written"
+    );
+    assert!(
+        !up.requests().iter().any(|s| s.uri == "/during"),
+        "nothing was forwarded without its record"
+    );
+    let ready = reqwest::get(format!("http://{}/readyz", gw.running.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "not ready while failing closed");
+    let m = gw.metrics().await;
+    assert!(m.contains("sekisho_audit_healthy 0"), "{m}");
+
+    faults.heal();
+    // The writer retries on its own; wait for it to report healthy (no fixed sleep).
+    let admin = gw.running.admin;
+    let mut tries = 0;
+    while reqwest::get(format!("http://{admin}/readyz"))
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        tries += 1;
+        assert!(tries < 200, "the gateway did not recover");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        c.get(gw.url("lgwan-https", "/after"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let Gw { running, pki, .. } = gw;
+    running.shutdown().await;
+    let report = sekisho_audit::verify(&dir).unwrap();
+    assert!(report.is_ok(), "{report}");
+    drop(pki);
+}
