@@ -40,6 +40,8 @@ pub struct Gateway {
     /// Configuration and TLS loaded and listeners bound.
     pub ready: AtomicBool,
     pub clock: Clock,
+    /// Bumped on every configuration swap: long-lived connections re-check their access.
+    pub generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl Gateway {
@@ -55,6 +57,7 @@ impl Gateway {
             audit,
             ready: AtomicBool::new(false),
             clock: Arc::new(jiff::Timestamp::now),
+            generation: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -505,10 +508,13 @@ pub async fn handle(
     }
 
     // 7. forward
+    let tunnel_check = is_upgrade(&req)
+        .then(|| tunnel_check(&gw, &conn, &target, req.method(), policy_identity.clone()));
     let who = UpstreamIdentity {
         identity: identity.as_ref(),
         device_id: device.id.as_deref(),
         now,
+        tunnel_check,
     };
     let bytes_in = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut resp = forward(
@@ -923,6 +929,71 @@ pub struct UpstreamIdentity<'a> {
     pub identity: Option<&'a sekisho_identity::VerifiedIdentity>,
     pub device_id: Option<&'a str>,
     pub now: jiff::Timestamp,
+    /// For an upgrade: decides again, on the current configuration, whether the tunnel
+    /// may stay open.
+    pub tunnel_check: Option<TunnelCheck>,
+}
+
+/// Re-runs routing, the device step and the decision for an upgraded connection.
+pub type TunnelCheck = (
+    Arc<Gateway>,
+    Arc<dyn Fn(&Snapshot, jiff::Timestamp) -> bool + Send + Sync>,
+);
+
+fn tunnel_check(
+    gw: &Arc<Gateway>,
+    conn: &Arc<ConnInfo>,
+    target: &Target,
+    method: &Method,
+    identity: Option<sekisho_policy::Identity>,
+) -> TunnelCheck {
+    let conn = conn.clone();
+    let target = Target {
+        host: target.host.clone(),
+        port: target.port,
+        path: target.path.clone(),
+        query: target.query.clone(),
+    };
+    let method = method.clone();
+    let check = move |snap: &Snapshot, now: jiff::Timestamp| {
+        let Some(route) = snap
+            .routes
+            .lookup(&conn.listener, &target.host, &target.path)
+        else {
+            return false;
+        };
+        let device = match &snap.devices {
+            Some(p) => crate::device::evaluate(p, snap.generation, &conn.device, None, now),
+            None => crate::device::DeviceView::none(),
+        };
+        decide(
+            snap,
+            route,
+            &target,
+            &conn,
+            &method,
+            identity.as_ref(),
+            &device,
+            now,
+        )
+        .refusal
+        .is_none()
+    };
+    (gw.clone(), Arc::new(check))
+}
+
+/// Resolves when a tunnel's access is withdrawn by a configuration, CRL or inventory change.
+async fn access_withdrawn((gw, check): TunnelCheck) {
+    let mut generation = gw.generation.subscribe();
+    loop {
+        if generation.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let snap = gw.snapshot.load_full();
+        if !check(&snap, (gw.clock)()) {
+            return;
+        }
+    }
 }
 
 #[expect(
@@ -1106,13 +1177,27 @@ async fn forward(
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             let rid = rid.to_owned();
+            let check = who.tunnel_check.clone();
             tokio::spawn(async move {
                 match (client_upgrade.await, upstream_upgrade.await) {
                     (Ok(c), Ok(u)) => {
                         let mut c = hyper_util::rt::TokioIo::new(c);
                         let mut u = hyper_util::rt::TokioIo::new(u);
-                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-                            tracing::debug!(request_id = %rid, error = %e, "upgraded connection ended");
+                        let withdrawn = async {
+                            match check {
+                                Some(check) => access_withdrawn(check).await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            r = tokio::io::copy_bidirectional(&mut c, &mut u) => {
+                                if let Err(e) = r {
+                                    tracing::debug!(request_id = %rid, error = %e, "upgraded connection ended");
+                                }
+                            }
+                            () = withdrawn => {
+                                tracing::info!(request_id = %rid, "upgraded connection closed: access withdrawn");
+                            }
                         }
                     }
                     _ => tracing::debug!(request_id = %rid, "upgrade did not complete"),

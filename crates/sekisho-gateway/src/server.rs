@@ -255,6 +255,7 @@ impl Running {
                     tracing::warn!("{w}");
                 }
                 self.gateway.snapshot.store(Arc::new(new));
+                self.gateway.generation.send_modify(|g| *g += 1);
                 m.set_config_version(&version);
                 m.reloads
                     .get_or_create(&ResultLabels { result: "success" })
@@ -468,6 +469,7 @@ async fn serve_http<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let conn = Arc::new(conn);
+    let device_gone = device_withdrawn(gw.clone(), conn.clone());
     let svc = service_fn(move |req: Request<Incoming>| handle(gw.clone(), conn.clone(), req));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -493,9 +495,32 @@ async fn serve_http<I>(
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         }
+        () = device_gone => {
+            tracing::info!("connection closed: its device certificate is no longer valid");
+        }
         _ = shutdown.changed() => {
             served.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(limits.drain_timeout, served).await;
+        }
+    }
+}
+
+/// Resolves when the device certificate a connection presented stops being valid after a
+/// reload (revoked, CA removed). Never resolves for connections without a certificate.
+async fn device_withdrawn(gw: Arc<Gateway>, conn: Arc<ConnInfo>) {
+    if conn.device.chain.is_none() {
+        return std::future::pending().await;
+    }
+    let mut generation = gw.generation.subscribe();
+    loop {
+        if generation.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let snap = gw.snapshot.load_full();
+        let Some(p) = &snap.devices else { return };
+        let view = crate::device::evaluate(p, snap.generation, &conn.device, None, (gw.clock)());
+        if view.status != "verified" {
+            return;
         }
     }
 }

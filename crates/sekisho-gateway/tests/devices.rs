@@ -79,10 +79,22 @@ async fn setup() -> Setup {
     }
 }
 
+fn resumption_store() -> Arc<dyn rustls::client::ClientSessionStore> {
+    Arc::new(rustls::client::ClientSessionMemoryCache::new(32))
+}
+
 /// A kept-alive TLS connection presenting `device` (or no certificate).
 async fn connect(
     s: &Setup,
     device: Option<&TestDevice>,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    connect_with(s, device, None).await
+}
+
+async fn connect_with(
+    s: &Setup,
+    device: Option<&TestDevice>,
+    sessions: Option<Arc<dyn rustls::client::ClientSessionStore>>,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     for c in sekisho_gateway::tls::load_certs(&s.gw.pki.path("ca.pem")).unwrap() {
@@ -97,6 +109,9 @@ async fn connect(
         None => b.with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if let Some(store) = sessions {
+        cfg.resumption = rustls::client::Resumption::store(store);
+    }
     let tcp = tokio::net::TcpStream::connect(s.gw.addr("lgwan-https"))
         .await
         .unwrap();
@@ -145,9 +160,18 @@ async fn a_managed_device_gets_in_and_loses_access_when_revoked_on_the_same_conn
     assert_eq!(status, 200, "{body}");
     assert_eq!(s.up.count(), 1);
 
-    // Revoke, reload: the next request on the same kept-alive TLS connection is refused.
+    // Revoke, reload: the kept-alive connection is closed by the gateway …
     s.devices.revoke(&pc);
     s.gw.running.reload().unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .expect("the gateway closes the revoked device's connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "connection closed");
+    // … and a new connection (which may resume the TLS session, skipping the handshake's
+    // certificate check) is refused by the per-request check.
+    let mut conn = connect_with(&s, Some(&pc), Some(resumption_store())).await;
     let (status, body) = get(&mut conn, "/work").await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("registered device"), "{body}");
@@ -155,6 +179,62 @@ async fn a_managed_device_gets_in_and_loses_access_when_revoked_on_the_same_conn
         s.up.count(),
         1,
         "the revoked device's request never reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_websocket_is_closed_when_its_device_is_revoked() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.10.82:0")
+        .await
+        .unwrap();
+    let ws_up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(sock).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let s = setup().await;
+    // Point the device route at the websocket upstream.
+    let yaml = std::fs::read_to_string(&s.gw.config_path)
+        .unwrap()
+        .replace(&s.up.addr.to_string(), &ws_up.to_string());
+    std::fs::write(&s.gw.config_path, yaml).unwrap();
+    s.gw.running.reload().unwrap();
+
+    let pc = s.devices.device("PC-0042");
+    let tls = connect(&s, Some(&pc)).await;
+    let url = format!("wss://{SITE}:{}/live", s.gw.addr("lgwan-https").port());
+    let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("ping")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().to_text().unwrap(), "ping");
+
+    s.devices.revoke(&pc);
+    s.gw.running.reload().unwrap();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(m)) if m.is_close() => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the websocket was closed within 5 s of the revocation"
     );
 }
 
@@ -191,4 +271,20 @@ async fn only_hosts_that_need_a_device_ask_for_a_certificate() {
         "the public host never prompts"
     );
     assert!(!tls.for_sni(None).1);
+}
+
+#[tokio::test]
+async fn a_posture_change_in_the_inventory_is_seen_on_the_next_request() {
+    let s = setup().await;
+    let pc = s.devices.device("PC-0042");
+    let mut conn = connect(&s, Some(&pc)).await;
+    assert_eq!(get(&mut conn, "/a").await.0, 200);
+    // The MDM export now says the PC is no longer managed (e.g. wiped and re-enrolled).
+    let inv = inventory(jiff::Timestamp::now()).replacen("managed: true", "managed: false", 1);
+    std::fs::write(s.gw.pki.path("inventory.yaml"), inv).unwrap();
+    s.gw.running.reload().unwrap();
+    let mut conn = connect(&s, Some(&pc)).await;
+    let (status, body) = get(&mut conn, "/a").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(s.up.count(), 1);
 }
