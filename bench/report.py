@@ -10,7 +10,7 @@ TARGETS = [
     ("direct", "direct to the upstream (nginx, TLS) — ceiling"),
     ("nginx", "nginx plain TLS proxy — reference"),
     ("nginx-mtls", "nginx + client-certificate verification"),
-    ("apache", "Apache httpd + mod_auth_openidc (bearer JWT, local JWKS)"),
+    ("apache", "Apache httpd + mod_auth_openidc (bearer JWT, local key)"),
     ("sekisho-public", "Sekisho (a) public route"),
     ("sekisho-bearer", "Sekisho (b) bearer JWT + policy"),
     ("sekisho-session", "Sekisho (c) session cookie + policy"),
@@ -59,6 +59,7 @@ def main():
     ap.add_argument("--body", required=True)
     ap.add_argument("--sekisho", required=True)
     ap.add_argument("--idle-conns", required=True)
+    ap.add_argument("--load", default="")
     ap.add_argument("--out", required=True)
     ap.add_argument("--json", required=True)
     a = ap.parse_args()
@@ -117,11 +118,21 @@ def main():
     out.append(f"| server | idle RSS | RSS with {a.idle_conns} idle connections | peak RSS under load |")
     out.append("|---|---:|---:|---:|")
     mem = []
+    # Targets that share a process with an earlier one (its idle figure is that process's).
+    same = {"nginx-mtls": "nginx", "sekisho-bearer": "sekisho", "sekisho-session": "sekisho",
+            "sekisho-device": "sekisho"}
     for t, desc in TARGETS:
         idle = read(os.path.join(a.res, f"{t}.idle_rss"))
         if t == "sekisho-public":
             idle = read(os.path.join(a.res, "sekisho-start.idle_rss"), idle)
+        if t == "sekisho-device-strict":
+            idle = read(os.path.join(a.res, "sekisho-start-strict.idle_rss"), idle)
         if idle is None:
+            continue
+        if t in same:
+            peak = read(os.path.join(a.res, f"{t}.peak_rss"))
+            out.append(f"| {desc} | (same process as {same[t]}) | | {mib(peak)} |")
+            mem.append({"target": t, "peak_kb": peak})
             continue
         conn = read(os.path.join(a.res, f"{t}.conn_rss"))
         conn_s = "—"
@@ -133,6 +144,9 @@ def main():
         peak = read(os.path.join(a.res, f"{t}.peak_rss"))
         out.append(f"| {desc} | {mib(idle)} | {conn_s} | {mib(peak)} |")
         mem.append({"target": t, "idle_kb": idle, "idle_conns": conn, "peak_kb": peak})
+    if a.load:
+        out.append("")
+        out.append(f"Load average of the machine before / after the run: {a.load}.")
     if notes:
         out.append("")
         out.append("Notes from this run:")

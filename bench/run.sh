@@ -149,6 +149,9 @@ sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{w}/jwt.key"], in
 open(f"{w}/bearer.jwt", "w").write(signing + "." + b64(sig))
 EOF
 JWT=$(cat "$WORK/bearer.jwt")
+# The same public key as an X.509 certificate, for mod_auth_openidc's static key list.
+openssl req -x509 -new -key "$WORK/jwt.key" -subj /CN=bench-jwt -days 2 -out "$WORK/jwt.crt" 2>/dev/null
+chmod a+r "$WORK/jwt.crt"
 head -c 32 /dev/urandom | base64 | sed 's/^/bench-1:/' >"$WORK/cookie.keys"
 chmod 600 "$WORK/cookie.keys"
 
@@ -242,7 +245,7 @@ APACHE=127.0.0.1:18445
 M=/usr/lib/apache2/modules
 cat >"$WORK/ap/httpd.conf" <<EOF
 # Apache httpd (event MPM) + mod_auth_openidc validating an RS256 bearer JWT against a local
-# JWKS (served by the upstream nginx, cached by the module), then mod_proxy to the upstream.
+# key (OIDCOAuthVerifyCertFiles, kid bench-1), then mod_proxy to the upstream.
 ServerRoot $WORK/ap
 ServerName bench.localhost
 PidFile $WORK/ap/httpd.pid
@@ -279,7 +282,7 @@ H2MaxSessionStreams 100
 SSLSessionCache shmcb:$WORK/ap/ssl_scache(512000)
 SSLProtocol -all +TLSv1.2 +TLSv1.3
 OIDCCryptoPassphrase bench-only-passphrase
-OIDCOAuthVerifyJwksUri http://$UP_HTTP/jwks.json
+OIDCOAuthVerifyCertFiles bench-1#$WORK/jwt.crt
 OIDCOAuthRemoteUserClaim sub
 <VirtualHost $APACHE>
     SSLEngine on
@@ -521,7 +524,8 @@ idle_rss() { # target pid url connect [extra args]
 }
 
 # ---------------------------------------------------------------------------- run
-log "pinning: $PINNING"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "pinning: $PINNING; load average $LOAD_BEFORE"
 log "starting the upstream"
 mkdir -p "$WORK/up/tmp" "$WORK/px/tmp"
 chown -R www-data "$WORK/up/tmp" "$WORK/px/tmp" 2>/dev/null || true
@@ -543,12 +547,13 @@ if want nginx || want nginx-mtls; then
     if want nginx; then
         log "nginx plain TLS proxy"
         measure nginx "$PX_PID" "https://bench.localhost/" "$NGINX_PLAIN"
-        idle_rss nginx "$PX_PID" "https://bench.localhost/" "$NGINX_PLAIN"
     fi
     if want nginx-mtls; then
         log "nginx with client-certificate verification"
         measure nginx-mtls "$PX_PID" "https://bench.localhost/" "$NGINX_MTLS" --cert "$DEV_CERT" --key "$DEV_KEY"
     fi
+    # Idle connections last, so the peaks above are not inflated by memory kept from them.
+    want nginx && idle_rss nginx "$PX_PID" "https://bench.localhost/" "$NGINX_PLAIN"
     stop_pid "$PX_PID"
 fi
 
@@ -603,7 +608,6 @@ run_sekisho() { # config-file suffix for results
     if want sekisho-public; then
         log "Sekisho (a) public route$sfx"
         measure "sekisho-public$sfx" "$SK_PID" "https://public.localhost/" "$SEK"
-        [ -z "$sfx" ] && idle_rss sekisho-public "$SK_PID" "https://public.localhost/" "$SEK"
     fi
     if want sekisho-bearer && [ "$LEVEL" -ge 1 ]; then
         local deny ok
@@ -647,6 +651,9 @@ run_sekisho() { # config-file suffix for results
             NOTE[device]="bench/session-mint did not build"
         fi
     fi
+    if want sekisho-public && [ -z "$sfx" ]; then
+        idle_rss sekisho-public "$SK_PID" "https://public.localhost/" "$SEK"
+    fi
     stop_pid "$SK_PID"
 }
 run_sekisho "$WORK/sk/sekisho.yaml" ""
@@ -666,6 +673,6 @@ python3 "$ROOT/bench/report.py" "$RES" \
     --machine "$CPU, $NCPU CPUs, $MEM RAM, $(uname -sr)" \
     --pinning "$PINNING" --duration "$DURATION" --warmup "$WARMUP" --body "$BODY_BYTES" \
     --sekisho "$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet -- crates || echo '+uncommitted')" \
-    --idle-conns "$IDLE_CONNS" --out "$OUT/latest.md" --json "$OUT/latest.json"
+    --idle-conns "$IDLE_CONNS" --load "$LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)" --out "$OUT/latest.md" --json "$OUT/latest.json"
 log "wrote $OUT/latest.md"
 cat "$OUT/latest.md"
