@@ -35,8 +35,13 @@ use crate::identity::{
 
 /// Demo hosts the development server certificate covers.
 pub const DEMO_HOSTS: &[&str] = &[
+    // Every host of config/sekisho.yaml by name: TLS clients refuse a wildcard that sits
+    // directly on a top-level name such as `*.localhost`.
     "portal.lgwan.localhost",
+    "vb.lgwan.localhost",
     "groupware.localhost",
+    "contractor.localhost",
+    "status.localhost",
     "*.localhost",
     "localhost",
     "127.0.0.1",

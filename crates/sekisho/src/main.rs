@@ -7,6 +7,7 @@
 
 mod cli_audit;
 mod cli_certs;
+mod cli_keys;
 mod cli_policy;
 mod cli_serve;
 
@@ -40,6 +41,9 @@ enum Command {
     /// Development certificate tooling: init, issue-device, revoke.
     #[command(subcommand)]
     Certs(cli_certs::CertsCommand),
+    /// Generate secrets: session cookie keys, the upstream assertion signing key.
+    #[command(subcommand)]
+    Keys(cli_keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => cli_policy::run(cmd),
         Command::Audit(cmd) => cli_audit::run(cmd),
         Command::Certs(cmd) => cli_certs::run(cmd),
+        Command::Keys(cmd) => cli_keys::run(cmd),
     };
     match result {
         Ok(code) => code,
