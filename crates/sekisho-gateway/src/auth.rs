@@ -505,3 +505,34 @@ fn whoami(
         &format!("<pre>{pretty}</pre>"),
     )
 }
+
+/// Exports the identity step's counters (`sekisho_identity_<name>_total`) at scrape time.
+/// The identity runtime lives for the whole process (reloads keep it), so holding it is safe.
+#[derive(Debug)]
+pub struct IdentityCollector(pub Arc<IdentityRuntime>);
+
+impl std::fmt::Debug for IdentityRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentityRuntime")
+    }
+}
+
+impl prometheus_client::collector::Collector for IdentityCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        for (name, value) in self.0.service.metrics().snapshot() {
+            let c = prometheus_client::metrics::counter::ConstCounter::new(value);
+            let metric = format!("identity_{name}");
+            c.encode(encoder.encode_descriptor(
+                &metric,
+                "Identity step counter (see docs/identity.md)",
+                None,
+                c.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}

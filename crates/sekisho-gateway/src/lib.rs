@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod respond;
 pub mod routing;
+pub mod schema;
 pub mod server;
 pub mod snapshot;
 pub mod tls;

@@ -50,6 +50,7 @@ pub struct ResultLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InfoLabels {
     pub config_version: String,
+    pub policy_version: String,
     pub version: &'static str,
 }
 
@@ -147,12 +148,13 @@ impl Metrics {
         }
     }
 
-    /// Records the configuration version now serving.
-    pub fn set_config_version(&self, version: &str) {
+    /// Records the configuration and policy versions now serving.
+    pub fn set_config_version(&self, version: &str, policy_version: &str) {
         self.info.clear();
         self.info
             .get_or_create(&InfoLabels {
                 config_version: version.to_owned(),
+                policy_version: policy_version.to_owned(),
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);

@@ -50,7 +50,14 @@ impl Gateway {
         metrics: Arc<Metrics>,
         audit: Option<sekisho_audit::AuditHandle>,
     ) -> Arc<Gateway> {
-        metrics.set_config_version(&snapshot.config.version);
+        metrics.set_config_version(
+            &snapshot.config.version,
+            snapshot
+                .config
+                .policies
+                .as_deref()
+                .map_or("none", |p| p.version()),
+        );
         Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,

@@ -110,6 +110,11 @@ pub async fn start_with(config_path: &Path, options: StartOptions) -> Result<Run
             .registry_mut()
             .register_collector(Box::new(crate::audit::AuditCollector(h.clone())));
     }
+    if let Some(rt) = &snapshot.identity {
+        metrics
+            .registry_mut()
+            .register_collector(Box::new(crate::auth::IdentityCollector(rt.clone())));
+    }
     let metrics = Arc::new(metrics);
     let limits = snapshot.config.limits.clone();
     let mut bound = Vec::new();
@@ -249,14 +254,26 @@ impl Running {
                     .unwrap_or_default();
                 crate::audit::record_later(
                     self.gateway.audit.as_ref(),
-                    event("applied", version.clone(), policy_version, Vec::new()),
+                    event(
+                        "applied",
+                        version.clone(),
+                        policy_version.clone(),
+                        Vec::new(),
+                    ),
                 );
                 for w in &new.config.warnings {
                     tracing::warn!("{w}");
                 }
                 self.gateway.snapshot.store(Arc::new(new));
                 self.gateway.generation.send_modify(|g| *g += 1);
-                m.set_config_version(&version);
+                m.set_config_version(
+                    &version,
+                    if policy_version.is_empty() {
+                        "none"
+                    } else {
+                        &policy_version
+                    },
+                );
                 m.reloads
                     .get_or_create(&ResultLabels { result: "success" })
                     .inc();

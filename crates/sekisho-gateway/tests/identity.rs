@@ -217,6 +217,12 @@ async fn staff_sign_in_reaches_the_portal_with_gateway_identity_only() {
         .unwrap();
     assert_eq!(me["user"]["sub"], "alice");
     assert_eq!(me["user"]["groups"][0], "staff");
+    let m = s.gw.metrics().await;
+    assert!(
+        m.contains("sekisho_identity_logins_completed_total 1"),
+        "{m}"
+    );
+    assert!(m.contains("policy_version=\""), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
