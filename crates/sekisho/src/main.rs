@@ -7,8 +7,10 @@
 
 mod cli_audit;
 mod cli_certs;
+mod cli_demo;
 mod cli_keys;
 mod cli_policy;
+mod cli_schema;
 mod cli_serve;
 
 use std::process::ExitCode;
@@ -44,6 +46,11 @@ enum Command {
     /// Generate secrets: session cookie keys, the upstream assertion signing key.
     #[command(subcommand)]
     Keys(cli_keys::KeysCommand),
+    /// Print a JSON Schema for editors: config (default), policy, policy-tests.
+    Schema(cli_schema::SchemaArgs),
+    /// Everything on this machine for a first look: dev CA, dev OpenID provider, demo
+    /// upstreams and the gateway (開発用デモ; development only).
+    Demo(cli_demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,7 +61,9 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => cli_policy::run(cmd),
         Command::Audit(cmd) => cli_audit::run(cmd),
         Command::Certs(cmd) => cli_certs::run(cmd),
+        Command::Demo(args) => cli_demo::run(args),
         Command::Keys(cmd) => cli_keys::run(cmd),
+        Command::Schema(args) => cli_schema::run(args),
     };
     match result {
         Ok(code) => code,
