@@ -11,8 +11,8 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use serde_json::{Map, Value};
 use sekisho_yaml::{Kind, Node};
+use serde_json::{Map, Value};
 
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -76,8 +76,7 @@ fn loads(what: &str, text: &str, base: &Path) {
 
 #[test]
 fn committed_config_schema_is_current() {
-    let generated =
-        sekisho_gateway::schema::to_pretty(&sekisho_gateway::schema::config_schema());
+    let generated = sekisho_gateway::schema::to_pretty(&sekisho_gateway::schema::config_schema());
     let path = repo().join("schema/config.schema.json");
     if std::env::var_os("SEKISHO_BLESS").is_some() {
         std::fs::write(&path, &generated).unwrap();
@@ -104,7 +103,9 @@ fn example_configuration_validates() {
 }
 
 fn route(extra: &str) -> String {
-    format!("routes:\n  portal:\n    zone: lgwan\n    hosts: [{SITE}]\n    upstreams: [http://127.0.10.90:8080]\n{extra}")
+    format!(
+        "routes:\n  portal:\n    zone: lgwan\n    hosts: [{SITE}]\n    upstreams: [http://127.0.10.90:8080]\n{extra}"
+    )
 }
 
 /// The shapes the gateway tests start gateways from (tests/common and the test files).
@@ -114,12 +115,21 @@ fn gateway_test_configurations_validate_and_load() {
     let base = pki.dir.path().to_owned();
     let ca = pki.path("ca.pem");
     let mut cases: Vec<(&str, String)> = vec![
-        ("public route", full_yaml(&pki, &route("    access: public\n"))),
+        (
+            "public route",
+            full_yaml(&pki, &route("    access: public\n")),
+        ),
         (
             "upstream_http2",
-            full_yaml(&pki, &route("    upstream_http2: true\n    access: public\n")),
+            full_yaml(
+                &pki,
+                &route("    upstream_http2: true\n    access: public\n"),
+            ),
         ),
-        ("policy route", full_yaml(&pki, &route("    policy: lgwan-staff\n"))),
+        (
+            "policy route",
+            full_yaml(&pki, &route("    policy: lgwan-staff\n")),
+        ),
         (
             "two path prefixes",
             full_yaml(
@@ -133,7 +143,9 @@ fn gateway_test_configurations_validate_and_load() {
             "host-name upstream",
             full_yaml(
                 &pki,
-                &format!("routes:\n  portal:\n    zone: lgwan\n    hosts: [{SITE}]\n    upstreams: [http://localhost:8080]\n    access: public\n"),
+                &format!(
+                    "routes:\n  portal:\n    zone: lgwan\n    hosts: [{SITE}]\n    upstreams: [http://localhost:8080]\n    access: public\n"
+                ),
             ),
         ),
         (
@@ -203,16 +215,18 @@ fn a_configuration_with_every_key_validates_and_loads() {
             "cookie-keys",
             "# newest first\nk2:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\nk1:CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=\n",
         ),
-        ("assertion-key.pem", "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n"),
+        (
+            "assertion-key.pem",
+            "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
+        ),
     ] {
         write(&pki.path(f), body);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(pki.path(f), std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let text = format!(
-        r#"instance: 12345
-logging: {{ format: json, level: "sekisho_gateway=debug,info" }}
-admin: {{ listen: "[::1]:9901" }}
+    let text = r#"instance: 12345
+logging: { format: json, level: "sekisho_gateway=debug,info" }
+admin: { listen: "[::1]:9901" }
 limits:
   max_header_bytes: 65536
   max_headers: 200
@@ -225,26 +239,26 @@ devices:
   trust:
     ca_files: [ca.pem]
     crl_files: []
-    device_id: {{ from: san_dns, suffix: .devices.example.lg.jp }}
+    device_id: { from: san_dns, suffix: .devices.example.lg.jp }
     allow_unknown_revocation_status: false
     enforce_crl_expiry: true
   inventory_files: [devices.yaml, devices.csv]
   assertions:
     header: X-Device-Posture
     keys:
-      - {{ kid: mdm-1, public_key_file: mdm.pub.pem, algorithm: ES256, issuer: https://mdm.example }}
+      - { kid: mdm-1, public_key_file: mdm.pub.pem, algorithm: ES256, issuer: https://mdm.example }
       - public_key_file: agent.pub.pem
     audience: sekisho
     max_age: 10m
     leeway: 30s
-  posture: {{ inventory_max_age: 48h, assertion_max_age: PT15M, clock_skew: 2 minutes }}
+  posture: { inventory_max_age: 48h, assertion_max_age: PT15M, clock_skew: 2 minutes }
 identity:
   oidc:
     issuer: https://login.example.lg.jp/realms/town
     client_id: 123456
     client_secret_file: client-secret
     scopes: [openid, email, profile, groups]
-    extra_auth_params: {{ prompt: login, max_age: 3600 }}
+    extra_auth_params: { prompt: login, max_age: 3600 }
   session:
     cookie_keys_file: cookie-keys
     absolute_lifetime: 9h
@@ -261,10 +275,10 @@ identity:
     email: upn
     name: name
     groups: roles
-    group_names: {{ 0b6c0d7e-1111-2222-3333-444455556666: staff }}
+    group_names: { 0b6c0d7e-1111-2222-3333-444455556666: staff }
     relevant_groups: [staff, admins]
     keep_claims: [department]
-  upstream_headers: {{ user: X-Remote-User, email: null, groups: X-Remote-Groups }}
+  upstream_headers: { user: X-Remote-User, email: null, groups: X-Remote-Groups }
   assertion:
     header: X-Sekisho-Assertion
     key_file: assertion-key.pem
@@ -277,25 +291,25 @@ audit:
   max_file_bytes: 16777216
   retention_days: 0
   checkpoint_key_file: keys/checkpoint.key
-  syslog: {{ address: "syslog.example.lg.jp:6514", ca_file: ca.pem, server_name: syslog.example.lg.jp }}
+  syslog: { address: "syslog.example.lg.jp:6514", ca_file: ca.pem, server_name: syslog.example.lg.jp }
 zones:
   lgwan:
     description: LGWAN接続系
     require: lgwan-staff
-    egress: {{ allow: [127.0.10.0/24], deny: 127.0.10.250, bind: 127.0.10.1 }}
-    response: {{ cache_control: "no-store, private" }}
+    egress: { allow: [127.0.10.0/24], deny: 127.0.10.250, bind: 127.0.10.1 }
+    response: { cache_control: "no-store, private" }
   internet:
-    egress: {{ allow: 127.0.20.0/24 }}
+    egress: { allow: 127.0.20.0/24 }
   mynumber:
     isolated: true
-    egress: {{ allow: [127.0.30.0/24] }}
+    egress: { allow: [127.0.30.0/24] }
 listeners:
   lgwan-https:
     zone: lgwan
     listen: 127.0.0.1:0
     tls:
       certificates:
-        - {{ cert: server.pem, key: server-key.pem }}
+        - { cert: server.pem, key: server-key.pem }
   internet-plain:
     zone: internet
     listen: 127.0.0.1:0
@@ -309,12 +323,12 @@ routes:
     path_prefix: /kintai/
     strip_prefix: true
     upstreams: [https://127.0.10.11:8443, "https://[::ffff:127.0.10.12]"]
-    upstream_tls: {{ ca: ca.pem, server_name: portal.internal }}
+    upstream_tls: { ca: ca.pem, server_name: portal.internal }
     upstream_http2: true
     access: policy
     policy: lgwan-staff
     client_certificate: request
-    timeouts: {{ connect: 2s, response_header: 30s, idle: 5m }}
+    timeouts: { connect: 2s, response_header: 30s, idle: 5m }
   vb:
     zone: internet
     kind: screen_transfer
@@ -328,10 +342,9 @@ routes:
     upstreams: [http://127.0.20.13]
     access: public
     client_certificate: "off"
-"#
-    );
-    assert_valid("every key", &text);
-    loads("every key", &text, &base);
+"#;
+    assert_valid("every key", text);
+    loads("every key", text, &base);
 }
 
 /// Each broken configuration is refused by the schema (in an editor, as the IT officer
