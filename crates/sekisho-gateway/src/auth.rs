@@ -357,8 +357,8 @@ pub async fn reserved(
             };
             plain(response, "login_start")
         }
-        (Method::GET, sekisho_identity::paths::LOGOUT) => plain(
-            page(
+        (Method::GET, sekisho_identity::paths::LOGOUT) => {
+            let mut response = page(
                 StatusCode::OK,
                 &headers,
                 rid,
@@ -368,9 +368,17 @@ pub async fn reserved(
                 ),
                 ("Sign out", "Sign out of this browser."),
                 "<form method=\"post\" action=\"/.sekisho/logout\"><button type=\"submit\">サインアウト / Sign out</button></form>",
-            ),
-            "logout_confirm",
-        ),
+            );
+            // The POST answers with a redirect to the IdP's end-session endpoint, and browsers
+            // apply CSP `form-action` to redirects after a submission too: with `'self'` the
+            // sign-out stopped here (found by the demo's browser test). The page holds only
+            // static text and the escaped request ID.
+            response.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+            );
+            plain(response, "logout_confirm")
+        }
         (Method::POST, sekisho_identity::paths::LOGOUT) => {
             let out = rt.service.logout(&host, &headers);
             let mut response = redirect(&out.location, out.set_cookies, rid);
