@@ -837,8 +837,8 @@ fn print_banner(info: &serde_json::Value, kept_policies: &[String]) {
     ));
     if !kept_policies.is_empty() {
         out.push_str(&format!(
-            "  注意 / note: your edited {} kept; delete them to get the repository's versions again\n",
-            kept_policies.join(", ")
+            "  注意: 編集済みのポリシーをそのまま使います / note: keeping your edited policies/{} (delete a file to get the repository's version back)\n",
+            kept_policies.join(", policies/")
         ));
     }
     out.push_str(&format!(
