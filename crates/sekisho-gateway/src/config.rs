@@ -414,6 +414,9 @@ fn decode_root(d: &mut Decoder, root: &Node, base: &FsPath) -> Option<Config> {
         None => Vec::new(),
     };
     let mut routes = routes;
+    if let Some(set) = policies.as_deref() {
+        check_policy_references(d, set, &zones, &routes);
+    }
     resolve_route_policies(
         d,
         &mut routes,
@@ -1607,6 +1610,44 @@ fn decode_devices(d: &mut Decoder, n: &Node, p: &Path, base: &FsPath) -> Option<
         }
     }
     Some(cfg)
+}
+
+/// Policies may name zones and routes (`zone:` / `route:` criteria); a name that does not
+/// exist would silently never match, so it is an error at the policy file's position.
+fn check_policy_references(
+    d: &mut Decoder,
+    set: &PolicySet,
+    zones: &BTreeMap<String, ZoneDraft>,
+    routes: &[RouteDraft],
+) {
+    let zone_names: Vec<&str> = zones.keys().map(String::as_str).collect();
+    let route_names: Vec<&str> = routes.iter().map(|r| r.route.name.as_str()).collect();
+    for r in set.references() {
+        let known: &[&str] = if r.kind == "zone" {
+            &zone_names
+        } else {
+            &route_names
+        };
+        if known.contains(&r.name.as_str()) {
+            continue;
+        }
+        let hint = match sekisho_yaml::did_you_mean(&r.name, known) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("{}s in the configuration: {}", r.kind, known.join(", ")),
+        };
+        d.push_diagnostic(Diagnostic {
+            severity: Severity::Error,
+            file: r.file.clone(),
+            line: r.line,
+            column: r.column,
+            path: r.path.clone(),
+            message: format!(
+                "the policy names {} `{}`, which the configuration does not define",
+                r.kind, r.name
+            ),
+            hint: Some(hint),
+        });
+    }
 }
 
 /// Resolves a policy name, with a did-you-mean hint when it is unknown.

@@ -145,7 +145,6 @@ pub async fn start_with(config_path: &Path, options: StartOptions) -> Result<Run
             .as_deref()
             .map(|p| p.version().to_owned())
             .unwrap_or_default(),
-        ..Default::default()
     });
     let gateway = Gateway::new(snapshot, metrics, audit);
     if !crate::audit::record(gateway.audit.as_ref(), start_event, "start").await {
@@ -337,7 +336,6 @@ impl Running {
         if let Some(a) = &self.gateway.audit {
             let stop = sekisho_audit::Event::Stop(sekisho_audit::record::StopEvent {
                 reason: "shutdown".into(),
-                ..Default::default()
             });
             if let Err(e) = a.shutdown(Some(stop)).await {
                 tracing::error!(error = %e, "the audit trail did not close cleanly");

@@ -319,3 +319,36 @@ async fn api_clients_get_401_and_hostile_tokens_are_refused() {
     assert_eq!(r.status(), 403);
     assert_eq!(s.up.count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idp_outage_keeps_sessions_working_and_new_logins_get_a_clear_page() {
+    let mut s = setup().await;
+    let browser = sign_in(&s, "alice", "alice-pw").await;
+    s.idp.kill();
+    let c = gateway_client(&s);
+    let r = c
+        .get(format!("{}/portal", base(s.port)))
+        .headers(browser.headers())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "an existing session keeps working while the IdP is down"
+    );
+    let r = c
+        .get(format!("{}/portal", base(s.port)))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("ただいま利用できません"), "{page}");
+    let m = s.gw.metrics().await;
+    assert!(
+        m.contains("sekisho_identity_idp_unavailable_total 1"),
+        "{m}"
+    );
+}

@@ -466,3 +466,42 @@ async fn admin_endpoints_live_on_the_admin_listener_only() {
     assert!(body.starts_with("upstream portal saw /metrics"), "{body}");
     assert!(!body.contains("sekisho_requests_total"));
 }
+
+#[tokio::test]
+async fn a_trusted_proxy_may_vouch_for_the_client_and_request_id() {
+    let up = echo("portal", "127.0.10.15:0").await;
+    let pki = Pki::new(&[SITE, "other.test.localhost", "127.0.0.1"]);
+    let config_path = pki.path("sekisho.yaml");
+    std::fs::write(
+        &config_path,
+        full_yaml_with(
+            &pki,
+            "trusted_proxies: [127.0.0.1/32]\n",
+            &public_route(&[up.addr]),
+        ),
+    )
+    .unwrap();
+    let running = sekisho_gateway::server::start(&config_path).await.unwrap();
+    let gw = Gw {
+        running,
+        config_path,
+        pki,
+    };
+    let r = gw
+        .client("lgwan-https")
+        .get(gw.url("lgwan-https", "/"))
+        .header("X-Forwarded-For", "127.0.0.99")
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Request-Id", "lb-1234")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "lb-1234");
+    let seen = &up.requests()[0];
+    assert_eq!(
+        seen.headers["x-forwarded-for"], "127.0.0.99, 127.0.0.1",
+        "the chain is extended, not replaced"
+    );
+    assert_eq!(seen.headers["x-request-id"], "lb-1234");
+}

@@ -332,3 +332,27 @@ fn the_shipped_example_configuration_is_valid() {
         assert!(other.is_empty(), "{other:#?}");
     }
 }
+
+#[test]
+fn policies_naming_unknown_zones_are_refused_at_the_policy_file_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "policies:\n  staff:\n    allow:\n      - groups: [staff]\n        zone: lgwn\n",
+    )
+    .unwrap();
+    let text = format!(
+        "policies: [p.yaml]\n{}routes:\n  portal:\n    zone: lgwan\n    hosts: [a.localhost]\n    upstreams: [http://127.0.10.5:1]\n    policy: staff\n",
+        ZONES
+    );
+    let errs = from_str("sekisho.yaml", &text, dir.path())
+        .unwrap_err()
+        .diagnostics;
+    let e = errs
+        .iter()
+        .find(|d| d.message.contains("zone `lgwn`"))
+        .unwrap_or_else(|| panic!("{errs:?}"));
+    assert!(e.file.ends_with("p.yaml"), "{e}");
+    assert!(e.line > 0, "{e}");
+    assert_eq!(e.hint.as_deref(), Some("did you mean `lgwan`?"));
+}
