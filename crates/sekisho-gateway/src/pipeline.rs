@@ -354,6 +354,20 @@ pub async fn handle(
         None => crate::device::DeviceView::none(),
     };
 
+    if !matches!(device.status, "none" | "verified") {
+        crate::audit::record_later(
+            gw.audit.as_ref(),
+            Event::DeviceCertFailure(sekisho_audit::record::DeviceCertFailureEvent {
+                request_id: Some(rid.clone()),
+                listener: conn.listener.clone(),
+                client_ip: conn.peer.ip().to_string(),
+                fingerprint: device.fingerprint.clone(),
+                device_id: None,
+                reason: device.status.to_owned(),
+            }),
+        );
+    }
+
     // The gateway's own endpoints under /.sekisho/ on every route host.
     if target.path.starts_with("/.sekisho/") && snap.routes.has_host(&conn.listener, &target.host) {
         let out = crate::auth::reserved(&snap, &conn, req, &target, &device, &rid, now).await;
@@ -631,16 +645,23 @@ impl AccessRecord {
             sekisho_policy::Fact::Unknown => None,
         };
         let d = &device.input;
-        let device_info = device.id.as_ref().map(|id| sekisho_audit::DeviceInfo {
-            id: id.clone(),
+        // A presented certificate is on record whether or not it verified: its status is the
+        // first fact, then the posture facts the decision could use.
+        let device_info = (device.status != "none").then(|| sekisho_audit::DeviceInfo {
+            id: device.id.clone().unwrap_or_default(),
             fingerprint: device.fingerprint.clone(),
-            posture: [
+            posture: std::iter::once(Some(sekisho_audit::PostureFact {
+                name: "certificate".into(),
+                value: device.status.into(),
+                source: None,
+                age_secs: None,
+            }))
+            .chain([
                 posture("managed", &d.managed),
                 posture("compliant", &d.compliant),
                 posture("disk_encryption", &d.disk_encryption),
                 posture("screen_lock", &d.screen_lock),
-            ]
-            .into_iter()
+            ])
             .flatten()
             .collect(),
         });

@@ -44,7 +44,7 @@ async fn setup() -> Setup {
     )
     .unwrap();
     let extra = format!(
-        "devices:\n  trust:\n    ca_files: [{}]\n    crl_files: [{}]\n  inventory_files: [inventory.yaml]\n",
+        "devices:\n  trust:\n    ca_files: [{}]\n    crl_files: [{}]\n  inventory_files: [inventory.yaml]\naudit:\n  dir: audit\n  durability: strict\n",
         devices.ca_path().display(),
         devices.crl_path().display()
     );
