@@ -34,6 +34,15 @@ def load(res, t, p, c):
         return json.load(fh)
 
 
+def load_paced(res, t):
+    f = os.path.join(res, f"{t}.paced.json")
+    if not os.path.exists(f):
+        return None
+    with open(f) as fh:
+        d = json.load(fh)
+    return None if d.get("failed") else d
+
+
 def read(path, default=None):
     try:
         with open(path) as fh:
@@ -60,6 +69,7 @@ def main():
     ap.add_argument("--sekisho", required=True)
     ap.add_argument("--idle-conns", required=True)
     ap.add_argument("--load", default="")
+    ap.add_argument("--paced-rate", default="0")
     ap.add_argument("--out", required=True)
     ap.add_argument("--json", required=True)
     a = ap.parse_args()
@@ -110,6 +120,29 @@ def main():
             why = "; ".join(notes[k] for k in NOTE_KEYS.get(t, []) if k in notes) or "not run"
             rows.append(f"| {desc} | — | — | **not measured** | | | | | {why} |")
         out.extend(rows)
+    paced = []
+    d0 = load_paced(a.res, "direct")
+    for t, desc in TARGETS:
+        d = load_paced(a.res, t)
+        if d is None:
+            continue
+        add50 = add99 = "—"
+        if d0 and t != "direct":
+            add50 = f"{d['latency_ms']['p50'] - d0['latency_ms']['p50']:+.2f} ms"
+            add99 = f"{d['latency_ms']['p99'] - d0['latency_ms']['p99']:+.2f} ms"
+        paced.append(f"| {desc} | {d['rps']:.0f} | {d['latency_ms']['p50']:.2f} | {d['latency_ms']['p99']:.2f} | "
+                     f"{add50} | {add99} | {d['non_2xx']} / {d['errors']} |")
+        summary.append({"target": t, "proto": "h1", "conns": 32, "paced_rate": float(a.paced_rate),
+                        "rps": round(d["rps"], 1), "p50_ms": d["latency_ms"]["p50"], "p99_ms": d["latency_ms"]["p99"]})
+    if paced:
+        out.append("")
+        out.append(f"Latency at a fixed load ({a.paced_rate} req/s over 32 HTTP/1.1 connections — below every "
+                   f"target's capacity, so this is processing time, not queueing; the closed-loop p99 above is "
+                   f"dominated by queueing at saturation):")
+        out.append("")
+        out.append("| target | req/s | p50 ms | p99 ms | p50 added vs direct | p99 added vs direct | non-2xx / errors |")
+        out.append("|---|---:|---:|---:|---:|---:|---|")
+        out.extend(paced)
     out.append("")
     out.append(f"Memory (resident set of the server's whole process tree; idle = after start, before load; "
                f"{a.idle_conns} idle = HTTP/1.1 keep-alive connections that each made one request, held open; "

@@ -26,6 +26,7 @@ WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-"32 256"}
 PROTOS=${PROTOS:-"h1 h2"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+PACED_RATE=${PACED_RATE:-2000}   # req/s for the latency table (below every target's capacity)
 TARGETS=${TARGETS:-"direct nginx nginx-mtls apache sekisho-public sekisho-bearer sekisho-session sekisho-device"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=$ROOT/bench/results
@@ -503,6 +504,17 @@ measure() { # target pid url connect [extra args]
             cell "$target" "$p" "$c" "$@"
         done
     done
+    # Latency at a fixed, moderate load: 32 connections, HTTP/1.1, PACED_RATE req/s.
+    if [ "$PACED_RATE" != 0 ]; then
+        local url=$1 connect=$2 a args=()
+        shift 2
+        for a in "$@"; do
+            if [[ "$a" == *@COOKIE@* ]]; then a=${a//@COOKIE@/$("$MINT" "$WORK/cookie.keys" http://127.0.0.1:18080)}; fi
+            args+=("$a")
+        done
+        loadgen run --url "$url" --connect "$connect" "${LG_COMMON[@]}" "${args[@]}" -c 32 --rate "$PACED_RATE" \
+            -d "$DURATION" --warmup "$WARMUP" --label "$target/paced" --json "$RES/$target.paced.json" || true
+    fi
     sampler_stop
 }
 # RSS with IDLE_CONNS idle keep-alive connections (HTTP/1.1, one request each).
@@ -673,6 +685,6 @@ python3 "$ROOT/bench/report.py" "$RES" \
     --machine "$CPU, $NCPU CPUs, $MEM RAM, $(uname -sr)" \
     --pinning "$PINNING" --duration "$DURATION" --warmup "$WARMUP" --body "$BODY_BYTES" \
     --sekisho "$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet -- crates || echo '+uncommitted')" \
-    --idle-conns "$IDLE_CONNS" --load "$LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)" --out "$OUT/latest.md" --json "$OUT/latest.json"
+    --idle-conns "$IDLE_CONNS" --paced-rate "$PACED_RATE" --load "$LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)" --out "$OUT/latest.md" --json "$OUT/latest.json"
 log "wrote $OUT/latest.md"
 cat "$OUT/latest.md"

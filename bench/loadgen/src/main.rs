@@ -83,6 +83,11 @@ enum Cmd {
         /// Warm-up seconds (requests sent, not counted).
         #[arg(long, default_value_t = 2.0)]
         warmup: f64,
+        /// Paced load: total requests/s spread evenly over the connections (0: closed loop,
+        /// as fast as answers come). For latency at a load the server can carry; a server
+        /// that cannot keep up shows req/s below the target.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
         /// A label written into the JSON.
         #[arg(long, default_value = "")]
         label: String,
@@ -122,10 +127,11 @@ fn main() -> Result<()> {
     let rt = rt.build()?;
     rt.block_on(async move {
         match cli.cmd {
-            Cmd::Run { target, connections, streams, duration, warmup, label, json } => {
+            Cmd::Run { target, connections, streams, duration, warmup, rate, label, json } => {
                 let ep = Endpoint::new(&target)?;
-                let r = run(Arc::new(ep), connections, streams, duration, warmup).await;
-                let out = r.to_json(&label, &target, connections, streams);
+                let r = run(Arc::new(ep), connections, streams, duration, warmup, rate).await;
+                let mut out = r.to_json(&label, &target, connections, streams);
+                out["rate_target"] = serde_json::json!(rate);
                 println!(
                     "{label}: {:.0} req/s  p50 {:.3} ms  p99 {:.3} ms  ok {}  non-2xx {}  errors {}  conns {}",
                     r.rps(),
@@ -368,17 +374,21 @@ impl Result_ {
     }
 }
 
-async fn run(ep: Arc<Endpoint>, conns: usize, streams: usize, duration: f64, warmup: f64) -> Result_ {
+async fn run(ep: Arc<Endpoint>, conns: usize, streams: usize, duration: f64, warmup: f64, rate: f64) -> Result_ {
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(warmup);
     let deadline = measure_from + Duration::from_secs_f64(duration);
     let streams = if ep.h2 { streams.max(1) } else { 1 };
     let connects = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..conns {
+    // Open loop: every request loop sends every `interval`, loops staggered evenly.
+    let loops = conns * streams;
+    let pace = (rate > 0.0).then(|| Duration::from_secs_f64(loops as f64 / rate));
+    for i in 0..conns {
         let ep = ep.clone();
         let connects = connects.clone();
-        tasks.push(tokio::spawn(async move { connection(ep, streams, measure_from, deadline, connects).await }));
+        let pacing = pace.map(|iv| (iv, start + iv.mul_f64((i * streams) as f64 / loops as f64), iv.mul_f64(1.0 / loops as f64)));
+        tasks.push(tokio::spawn(async move { connection(ep, streams, measure_from, deadline, connects, pacing).await }));
     }
     let mut total = Result_::default();
     for t in tasks {
@@ -402,7 +412,18 @@ async fn run(ep: Arc<Endpoint>, conns: usize, streams: usize, duration: f64, war
 }
 
 /// One connection (reconnected after an error) with `streams` request loops on it.
-async fn connection(ep: Arc<Endpoint>, streams: usize, measure_from: Instant, deadline: Instant, connects: Arc<AtomicU64>) -> Result_ {
+/// `pacing`: (interval per loop, first send time of this connection's first loop, stagger
+/// between loops).
+async fn connection(
+    ep: Arc<Endpoint>,
+    streams: usize,
+    measure_from: Instant,
+    deadline: Instant,
+    connects: Arc<AtomicU64>,
+    pacing: Option<(Duration, Instant, Duration)>,
+) -> Result_ {
+    let mut next_send: Vec<Option<Instant>> =
+        (0..streams).map(|k| pacing.map(|(_, first, step)| first + step * k as u32)).collect();
     let mut r = Result_::default();
     while Instant::now() < deadline {
         let sender = match tokio::time::timeout_at(deadline.into(), ep.connect()).await {
@@ -419,13 +440,29 @@ async fn connection(ep: Arc<Endpoint>, streams: usize, measure_from: Instant, de
         };
         connects.fetch_add(1, Ordering::Relaxed);
         let mut loops = Vec::new();
-        for _ in 0..streams {
+        for k in 0..streams {
             let ep = ep.clone();
             let mut s = sender.clone();
+            let mut next = next_send[k];
+            let interval = pacing.map(|p| p.0);
             loops.push(tokio::spawn(async move {
                 let mut r = Result_::default();
                 loop {
-                    let t0 = Instant::now();
+                    let t0 = match (next, interval) {
+                        (Some(at), Some(iv)) => {
+                            if at >= deadline {
+                                break;
+                            }
+                            tokio::time::sleep_until(at.into()).await;
+                            next = Some(at + iv);
+                            // Measured from the actual send: tokio's timer wakes up to 1 ms
+                            // late, which would otherwise be counted as server latency. If
+                            // the server falls behind, sends lag their schedule (shown by
+                            // req/s below the target rate).
+                            Instant::now()
+                        }
+                        _ => Instant::now(),
+                    };
                     if t0 >= deadline {
                         break;
                     }
@@ -451,15 +488,18 @@ async fn connection(ep: Arc<Endpoint>, streams: usize, measure_from: Instant, de
                             if r.first_error.is_empty() {
                                 r.first_error = format!("request: {e:#}");
                             }
-                            return (r, true);
+                            return (r, true, next);
                         }
                     }
                 }
-                (r, false)
+                (r, false, next)
             }));
         }
-        for l in loops {
-            if let Ok((x, _broken)) = l.await {
+        let mut any_broken = false;
+        for (k, l) in loops.into_iter().enumerate() {
+            if let Ok((x, broken, next)) = l.await {
+                any_broken |= broken;
+                next_send[k] = next;
                 r.ok += x.ok;
                 r.non2xx += x.non2xx;
                 r.errors += x.errors;
@@ -471,6 +511,10 @@ async fn connection(ep: Arc<Endpoint>, streams: usize, measure_from: Instant, de
                 }
                 r.lat_us.extend(x.lat_us);
             }
+        }
+        // Loops end without an error only when the run is over.
+        if !any_broken {
+            break;
         }
     }
     r
