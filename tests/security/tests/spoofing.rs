@@ -86,8 +86,16 @@ async fn spoofed_identity_forwarding_and_override_headers_never_reach_the_upstre
     let cases: Vec<(&str, &str, Vec<Check>)> = vec![
         // The gateway's own identity headers, in every spelling.
         ("user header", "X-Sekisho-User: mallory\r\n", vec![alice()]),
-        ("user header lower case", "x-sekisho-user: mallory\r\n", vec![alice()]),
-        ("user header upper case", "X-SEKISHO-USER: mallory\r\n", vec![alice()]),
+        (
+            "user header lower case",
+            "x-sekisho-user: mallory\r\n",
+            vec![alice()],
+        ),
+        (
+            "user header upper case",
+            "X-SEKISHO-USER: mallory\r\n",
+            vec![alice()],
+        ),
         (
             "user header with underscores",
             "X_Sekisho_User: mallory\r\n",
@@ -116,7 +124,10 @@ async fn spoofed_identity_forwarding_and_override_headers_never_reach_the_upstre
         (
             "groups header with underscores",
             "X_SEKISHO_GROUPS: admins\r\n",
-            vec![Is("x-sekisho-groups", "staff".into()), Gone("x_sekisho_groups")],
+            vec![
+                Is("x-sekisho-groups", "staff".into()),
+                Gone("x_sekisho_groups"),
+            ],
         ),
         (
             "email header",
@@ -136,9 +147,17 @@ async fn spoofed_identity_forwarding_and_override_headers_never_reach_the_upstre
             "X-Sekisho-Device-Id: PC-0042\r\nX-Sekisho-Mfa: true\r\n",
             vec![Gone("x-sekisho-device-id"), Gone("x-sekisho-mfa")],
         ),
-        ("sekisho- prefix", "Sekisho-User: root\r\n", vec![Gone("sekisho-user")]),
+        (
+            "sekisho- prefix",
+            "Sekisho-User: root\r\n",
+            vec![Gone("sekisho-user")],
+        ),
         // Forwarding headers: the gateway's values only.
-        ("X-Forwarded-For", "X-Forwarded-For: 10.0.0.1\r\n", vec![xff()]),
+        (
+            "X-Forwarded-For",
+            "X-Forwarded-For: 10.0.0.1\r\n",
+            vec![xff()],
+        ),
         (
             "X-Forwarded-For twice",
             "X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2\r\n",
@@ -359,9 +378,15 @@ async fn spoofed_headers_are_stripped_on_public_routes_and_over_http2() {
         "forwarded",
         "x-sekisho-assertion",
     ] {
-        assert!(!seen.headers.contains_key(gone), "public h2: {gone} reached the upstream");
+        assert!(
+            !seen.headers.contains_key(gone),
+            "public h2: {gone} reached the upstream"
+        );
     }
-    assert_eq!(values(&seen, "x-forwarded-for"), vec!["127.0.0.1".to_owned()]);
+    assert_eq!(
+        values(&seen, "x-forwarded-for"),
+        vec!["127.0.0.1".to_owned()]
+    );
     let rec = assert_allowed_on_record(&s.audit, &rid, "public h2").await;
     assert!(rec.get("user").is_none_or(|u| u.is_null()), "{rec}");
 
@@ -381,7 +406,11 @@ async fn spoofed_headers_are_stripped_on_public_routes_and_over_http2() {
     assert_eq!(r.status(), 200);
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     let seen = portal.requests().pop().unwrap();
-    assert_eq!(seen.version, http::Version::HTTP_11, "forwarded as HTTP/1.1");
+    assert_eq!(
+        seen.version,
+        http::Version::HTTP_11,
+        "forwarded as HTTP/1.1"
+    );
     assert_eq!(values(&seen, "x-sekisho-user"), vec!["alice".to_owned()]);
     assert_eq!(values(&seen, "x-sekisho-groups"), vec!["staff".to_owned()]);
     assert!(!seen.headers.contains_key("x_sekisho_user"));
@@ -405,7 +434,11 @@ async fn spoofed_headers_are_stripped_on_public_routes_and_over_http2() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(portal.count(), before, "the upstream never saw the anonymous request");
+    assert_eq!(
+        portal.count(),
+        before,
+        "the upstream never saw the anonymous request"
+    );
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_denied_on_record(&s.audit, &rid, "identity headers alone").await;
 }

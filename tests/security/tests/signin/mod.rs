@@ -143,6 +143,13 @@ pub async fn deliver(
         .map(|v| v.to_str().unwrap().to_owned());
     let set: Vec<HeaderValue> = r.headers().get_all("set-cookie").iter().cloned().collect();
     browser.store(&set);
+    // Error pages carry the request ID in the page (for the help desk), not in a header.
+    let body = r.text().await.unwrap_or_default();
+    let rid = rid.or_else(|| {
+        let i = body.rfind("<code>")? + 6;
+        let j = body[i..].find("</code>")? + i;
+        Some(body[i..j].to_owned())
+    });
     (status, location, rid)
 }
 

@@ -189,7 +189,11 @@ pub async fn trap(bind: &str) -> Trap {
 }
 
 /// An upstream that answers every request with `status` and `Location: location`.
-pub async fn redirector(bind: &str, status: u16, location: String) -> (SocketAddr, Arc<AtomicUsize>) {
+pub async fn redirector(
+    bind: &str,
+    status: u16,
+    location: String,
+) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
@@ -265,15 +269,13 @@ pub async fn read_for<S: tokio::io::AsyncRead + Unpin>(s: &mut S, wait: Duration
 /// after `wait` at most.
 pub async fn raw(pki: &Pki, addr: SocketAddr, req: &str) -> String {
     let mut tls = tls_connect(pki, addr, &[b"http/1.1"]).await;
-    tls.write_all(req.as_bytes()).await.unwrap();
+    // The gateway may answer and close before it has read everything (431, 400).
+    let _ = tls.write_all(req.as_bytes()).await;
     read_for(&mut tls, Duration::from_secs(3)).await
 }
 
 /// An HTTP/2 client (the `h2` crate) over TLS to the gateway.
-pub async fn h2_client(
-    pki: &Pki,
-    addr: SocketAddr,
-) -> h2::client::SendRequest<Bytes> {
+pub async fn h2_client(pki: &Pki, addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
     let tls = tls_connect(pki, addr, &[b"h2"]).await;
     let (send, conn) = h2::client::handshake(tls).await.unwrap();
     tokio::spawn(async move {
@@ -419,7 +421,8 @@ pub mod h2raw {
             };
             buf.extend_from_slice(&tmp[..n]);
             while buf.len() >= 9 {
-                let len = (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+                let len =
+                    (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
                 if buf.len() < 9 + len {
                     break;
                 }
@@ -444,4 +447,24 @@ pub mod h2raw {
         }
         ans
     }
+}
+
+/// The records of request `rid` once `done` holds for them (bounded wait, 5 s).
+pub async fn records_until(
+    dir: &Path,
+    rid: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = records(dir)
+            .into_iter()
+            .filter(|r| r["request_id"] == rid)
+            .collect();
+        if done(&found) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    found
 }
