@@ -192,9 +192,7 @@ pub fn upstream_identity(
         settings.email_header.as_ref(),
         settings.groups_header.as_ref(),
     );
-    if let (Some(h), Some(rt)) = (&settings.assertion.header, &snap.identity)
-        && let Some(signer) = &rt.signer
-    {
+    if let (Some(h), Some(signer)) = (&settings.assertion.header, &snap.signer) {
         let version = snap
             .config
             .policies
@@ -402,7 +400,7 @@ pub async fn reserved(
             "logged_out",
         ),
         (Method::GET, sekisho_identity::paths::JWKS) => {
-            let body = rt
+            let body = snap
                 .signer
                 .as_ref()
                 .map(|s| s.jwks_json())

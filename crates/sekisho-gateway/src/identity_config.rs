@@ -45,10 +45,19 @@ pub struct AssertionSettings {
     pub key_pem: Option<String>,
     pub lifetime: Duration,
     pub issuer: String,
+    /// Public JWKs of earlier keys, still published so upstreams can verify assertions
+    /// signed before a key rotation.
+    pub retired_public_keys: Vec<serde_json::Value>,
 }
 
 impl IdentitySettings {
     pub fn key_ring(&self) -> Result<CookieKeyRing, String> {
+        if self.cookie_keys.is_empty() && self.config.oidc.is_none() {
+            // Bearer tokens only: no browser sessions are ever issued, so the ring only has
+            // to exist. (With `oidc`, the loader already requires a key file.)
+            return CookieKeyRing::new(vec![CookieKey::generate("unused")])
+                .map_err(|e| e.to_string());
+        }
         let keys = self
             .cookie_keys
             .iter()
@@ -252,8 +261,17 @@ pub fn decode(d: &mut Decoder, n: &Node, p: &Path, base: &FsPath) -> Option<Iden
         ],
     )?;
     let mut files = Vec::new();
+    // The assertion settings are left out: the signer is rebuilt on every reload.
     let mut fingerprint = String::new();
-    canonical(n, &mut fingerprint);
+    if let Kind::Map(entries) = &n.kind {
+        for (k, v) in entries
+            .iter()
+            .filter(|(k, _)| k.as_str() != Some("assertion"))
+        {
+            canonical(k, &mut fingerprint);
+            canonical(v, &mut fingerprint);
+        }
+    }
     let claims = claims_mapping(d, m.get("claims"), &p.key("claims"));
 
     let oidc = match m.get("oidc") {
@@ -449,9 +467,47 @@ pub fn decode(d: &mut Decoder, n: &Node, p: &Path, base: &FsPath) -> Option<Iden
         key_pem: None,
         lifetime: Duration::from_secs(60),
         issuer: "sekisho".into(),
+        retired_public_keys: Vec::new(),
     };
     if let Some(a) = m.get("assertion") {
-        let am = d.map(a, &ap, &["header", "key_file", "lifetime", "issuer"])?;
+        let am = d.map(
+            a,
+            &ap,
+            &[
+                "header",
+                "key_file",
+                "retired_public_keys_file",
+                "lifetime",
+                "issuer",
+            ],
+        )?;
+        if let Some(v) = am.get("retired_public_keys_file") {
+            let s = d.nonempty_string(v, &ap.key("retired_public_keys_file"))?;
+            let path = base.join(&s);
+            let keys = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| {
+                    serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string())
+                })
+                .and_then(|j| {
+                    j.get("keys")
+                        .and_then(|k| k.as_array())
+                        .cloned()
+                        .ok_or_else(|| "no `keys` array".to_owned())
+                });
+            match keys {
+                Ok(k) => {
+                    files.push(path);
+                    assertion.retired_public_keys = k;
+                }
+                Err(e) => d.error(
+                    v,
+                    &ap.key("retired_public_keys_file"),
+                    format!("`{}` is not a JWKS file: {e}", path.display()),
+                    Some("save the old /.sekisho/jwks.json here before rotating the key".into()),
+                ),
+            }
+        }
         if let Some(v) = am.get("header") {
             assertion.header = if matches!(v.kind, Kind::Null) {
                 None

@@ -574,13 +574,15 @@ fn identity() -> Value {
             "header": header_or_null("Header that carries the assertion.", "アサーションを運ぶヘッダ。", "x-sekisho-assertion"),
             "key_file": path("PEM EC P-256 signing key (make one with `sekisho keys assertion`; chmod 600). Without it a key is generated at start, which suits a single replica only.",
                              "PEM 形式の EC P-256 署名鍵 (`sekisho keys assertion` で作成、chmod 600)。省略すると起動時に鍵を生成します (レプリカが 1 つの場合のみ適切)。"),
+            "retired_public_keys_file": path("JWKS file ({\"keys\": [...]}) of earlier public keys, still published at /.sekisho/jwks.json during a key rotation. The assertion settings reload without a restart.",
+                             "鍵の切り替え中も /.sekisho/jwks.json で公開し続ける旧公開鍵の JWKS ファイル。アサーションの設定は再起動なしで再読み込みされます。"),
             "lifetime": duration("How long an assertion is valid.", "アサーションの有効期間。", "60s"),
             "issuer": with(string("`iss` of the assertion.", "アサーションの `iss`。"), json!({"default": "sekisho"}))
         }),
     );
 
     let mut id = object(
-        "Sign-in, sessions and bearer tokens. Changes need a restart, except the cookie keys file, which reloads.",
+        "Sign-in, sessions and bearer tokens. Changes need a restart, except the cookie keys file and the `assertion` settings, which reload.",
         "サインイン、セッション、Bearer トークン。変更には再起動が必要です (クッキー鍵ファイルのみ再読み込みで反映)。",
         json!({
             "oidc": oidc,

@@ -25,14 +25,19 @@ pub struct Snapshot {
     pub server_tls: HashMap<String, ListenerTls>,
     /// Device trust and posture (absent when no `devices:` are configured).
     pub devices: Option<Arc<sekisho_posture::DevicePosture>>,
-    /// Sign-in, sessions, bearer tokens and the upstream assertion signer. Kept across
-    /// reloads: it holds logins in flight and the logout revocation list.
+    /// Sign-in, sessions and bearer tokens. Kept across reloads: it holds logins in flight
+    /// and the logout revocation list.
     pub identity: Option<Arc<IdentityRuntime>>,
+    /// Signs the upstream assertion. Rebuilt with every snapshot (it holds no state), so a
+    /// new key file or retired keys take effect on reload.
+    pub signer: Option<Arc<sekisho_identity::AssertionSigner>>,
 }
 
 pub struct IdentityRuntime {
     pub service: sekisho_identity::IdentityService,
-    pub signer: Option<sekisho_identity::AssertionSigner>,
+    /// The signer made at start when no `assertion.key_file` is configured: kept for the
+    /// life of the process so upstreams see one key.
+    generated_signer: Option<Arc<sekisho_identity::AssertionSigner>>,
     fingerprint: String,
 }
 
@@ -186,6 +191,19 @@ impl Snapshot {
                 }
             },
         };
+        let signer = match (&config.identity, &identity) {
+            (Some(settings), Some(rt)) => match build_signer(settings, rt) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(Diagnostic {
+                        path: "identity.assertion".into(),
+                        ..Diagnostic::file_error(&file, e, None)
+                    });
+                    None
+                }
+            },
+            _ => None,
+        };
         if previous.is_some_and(|p| p.identity.is_some()) && config.identity.is_none() {
             errors.push(Diagnostic {
                 path: "identity".into(),
@@ -212,6 +230,7 @@ impl Snapshot {
             server_tls,
             devices,
             identity,
+            signer,
         })
     }
 }
@@ -223,28 +242,44 @@ fn build_identity(
     let service = sekisho_identity::IdentityService::new(settings.config.clone(), ring)
         .map_err(|e| e.to_string())?;
     let a = &settings.assertion;
-    let signer = match (&a.header, &a.key_pem) {
-        (None, _) => None,
-        (Some(_), Some(pem)) => Some(
-            sekisho_identity::AssertionSigner::new(a.issuer.clone(), pem, a.lifetime, Vec::new())
-                .map_err(|e| e.to_string())?,
-        ),
+    let generated_signer = match (&a.header, &a.key_pem) {
         (Some(_), None) => {
             // Without a configured key every replica signs with its own: fine for one
             // replica, wrong for several behind a load balancer.
             tracing::warn!(
                 "identity.assertion.key_file is not set: signing upstream assertions with a key generated at start"
             );
-            Some(
+            Some(Arc::new(
                 sekisho_identity::AssertionSigner::generate(a.issuer.clone(), a.lifetime)
                     .map_err(|e| e.to_string())?
                     .0,
-            )
+            ))
         }
+        _ => None,
     };
     Ok(IdentityRuntime {
         service,
-        signer,
+        generated_signer,
         fingerprint: settings.fingerprint.clone(),
+    })
+}
+
+fn build_signer(
+    settings: &crate::identity_config::IdentitySettings,
+    rt: &IdentityRuntime,
+) -> Result<Option<Arc<sekisho_identity::AssertionSigner>>, String> {
+    let a = &settings.assertion;
+    Ok(match (&a.header, &a.key_pem) {
+        (None, _) => None,
+        (Some(_), Some(pem)) => Some(Arc::new(
+            sekisho_identity::AssertionSigner::new(
+                a.issuer.clone(),
+                pem,
+                a.lifetime,
+                a.retired_public_keys.clone(),
+            )
+            .map_err(|e| e.to_string())?,
+        )),
+        (Some(_), None) => rt.generated_signer.clone(),
     })
 }
