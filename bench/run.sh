@@ -86,6 +86,9 @@ fi
 # Debian starts packaged daemons on install where it can; this benchmark runs its own.
 
 # ---------------------------------------------------------------------------- build
+# What is measured: the commit (and whether the crates had local changes) at build time.
+BUILD_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- crates Cargo.toml Cargo.lock 2>/dev/null || echo '+local changes')
+if [ -n "${SKIP_BUILD:-}" ]; then BUILD_REV="prebuilt binary (SKIP_BUILD; HEAD $BUILD_REV)"; fi
 if [ -z "${SKIP_BUILD:-}" ]; then
     log "building sekisho (release) and the load generator into $CARGO_TARGET_DIR"
     cargo build --release -q -p sekisho
@@ -684,7 +687,7 @@ MEM=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 python3 "$ROOT/bench/report.py" "$RES" \
     --machine "$CPU, $NCPU CPUs, $MEM RAM, $(uname -sr)" \
     --pinning "$PINNING" --duration "$DURATION" --warmup "$WARMUP" --body "$BODY_BYTES" \
-    --sekisho "$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet -- crates || echo '+uncommitted')" \
+    --sekisho "$BUILD_REV" \
     --idle-conns "$IDLE_CONNS" --paced-rate "$PACED_RATE" --load "$LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)" --out "$OUT/latest.md" --json "$OUT/latest.json"
 log "wrote $OUT/latest.md"
 cat "$OUT/latest.md"
