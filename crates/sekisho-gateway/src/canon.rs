@@ -38,6 +38,8 @@ pub enum PathError {
     Backslash,
     MatrixParameter,
     NonAscii,
+    /// An escaped character that some servers turn into ASCII (`／`, `ａ`, `ı`, `∕` …).
+    LookAlike,
     TrimmedSegment,
     TooLong,
 }
@@ -56,6 +58,7 @@ impl PathError {
             PathError::Backslash => "backslash",
             PathError::MatrixParameter => "matrix_parameter",
             PathError::NonAscii => "non_ascii",
+            PathError::LookAlike => "look_alike",
             PathError::TrimmedSegment => "trimmed_segment",
             PathError::TooLong => "too_long",
         }
@@ -79,6 +82,9 @@ impl fmt::Display for PathError {
                 "`;` parameters are read differently by different servers"
             }
             PathError::NonAscii => "raw non-ASCII bytes must be percent-encoded",
+            PathError::LookAlike => {
+                "an escaped character that some servers read as an ASCII letter, `/`, `.` or `\\`"
+            }
             PathError::TrimmedSegment => {
                 "a segment ending in `.` or a space is trimmed by some servers"
             }
@@ -161,6 +167,7 @@ pub fn canonicalize(raw: &str) -> Result<String, PathError> {
                         c if c.is_control() => return Err(PathError::ControlCharacter),
                         ';' => return Err(PathError::MatrixParameter),
                         c if c.is_ascii() && is_unreserved(c as u8) => decoded.push(c),
+                        c if !c.is_ascii() && is_look_alike(c) => return Err(PathError::LookAlike),
                         c => {
                             let mut buf = [0u8; 4];
                             for byte in c.encode_utf8(&mut buf).bytes() {
@@ -210,6 +217,23 @@ pub fn canonicalize(raw: &str) -> Result<String, PathError> {
         path.push('/');
     }
     Ok(path)
+}
+
+/// Whether an upstream could read `c` as ASCII: NFKC normalisation (`／` → `/`, `ａ` → `a`,
+/// `𝐚` → `a`, `․` → `.`), Unicode case mapping (`ı` → `I`, `ſ` → `S`, `K` → `k`), or a
+/// "best fit" code page mapping of slashes (`∕`, `⁄`, `⧸`, `∖`). Such a path could be routed
+/// here as one thing and read by the upstream as `/admin`, so it is refused. Ordinary
+/// Japanese paths (漢字, かな) are unaffected; full-width digits and letters are refused —
+/// write them in ASCII.
+fn is_look_alike(c: char) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    const BEST_FIT_SLASHES: &[char] = &[
+        '\u{2215}', '\u{2044}', '\u{29F8}', '\u{29F9}', '\u{2216}', '\u{FE68}',
+    ];
+    BEST_FIT_SLASHES.contains(&c)
+        || std::iter::once(c).nfkc().any(|n| n.is_ascii())
+        || c.to_uppercase().any(|u| u.is_ascii())
+        || c.to_lowercase().any(|l| l.is_ascii())
 }
 
 /// Canonicalises a configured route prefix: the same rules, and a trailing `/` is kept
@@ -268,6 +292,10 @@ mod tests {
             ("/public/%2E%2E/admin", "/admin"),
             ("/a%7e", "/a~"),
             ("/%e6%97%a5", "/%E6%97%A5"),
+            (
+                "/%E6%96%87%E6%9B%B8/%E3%81%8B%E3%81%AA",
+                "/%E6%96%87%E6%9B%B8/%E3%81%8B%E3%81%AA",
+            ),
             ("/%20x", "/%20x"),
             ("/a%3fb", "/a%3Fb"),
         ];
@@ -304,6 +332,13 @@ mod tests {
             ("/a b", PathError::ControlCharacter),
             ("/a\u{7f}", PathError::ControlCharacter),
             ("/日本", PathError::NonAscii),
+            ("/pub%EF%BC%8F..%EF%BC%8Fadmin", PathError::LookAlike),
+            ("/pub/%EF%BC%8E%EF%BC%8E/admin", PathError::LookAlike),
+            ("/pub%E2%88%95..%E2%88%95admin", PathError::LookAlike),
+            ("/adm%C4%B1n", PathError::LookAlike),
+            ("/%EF%BD%81dmin", PathError::LookAlike),
+            ("/%F0%9D%90%9Adm", PathError::LookAlike),
+            ("/%E2%84%AA", PathError::LookAlike),
         ];
         for (input, want) in cases {
             assert_eq!(canonicalize(input), Err(want), "{input}");

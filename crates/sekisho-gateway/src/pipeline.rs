@@ -168,21 +168,28 @@ pub fn is_reserved_header(name: &HeaderName) -> bool {
     } else {
         s
     };
-    RESERVED_EXACT.contains(&norm) || RESERVED_PREFIXES.iter().any(|p| norm.starts_with(p))
+    RESERVED_EXACT.contains(&norm)
+        || RESERVED_PREFIXES.iter().any(|p| norm.starts_with(p))
+        // `Transfer_Encoding`, `Content_Length`, `Connection_` …: servers that map `_` to `-`
+        // would read a second framing next to the real one.
+        || (s.contains('_') && (FRAMING.contains(&norm) || HOP_BY_HOP.contains(&norm)))
 }
 
+/// Headers that frame the message or name the host.
+const FRAMING: &[&str] = &["content-length", "transfer-encoding", "host", "expect"];
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authenticate",
+    "http2-settings",
+];
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "proxy-authenticate"
-    )
+    name.as_str() == "transfer-encoding" || HOP_BY_HOP.contains(&name.as_str())
 }
 
 /// Header names listed in `Connection` (they are hop-by-hop for this connection only).
@@ -196,9 +203,17 @@ fn connection_nominated(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
+/// A websocket upgrade — the only protocol switch the gateway tunnels. Any other `Upgrade`
+/// (notably `h2c`, which would let a client speak HTTP/2 straight to the upstream, past
+/// per-request routing and policy) is dropped as a hop-by-hop header and the request is
+/// forwarded as a plain request.
 fn is_upgrade(req: &Request<Incoming>) -> bool {
     req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
+        && req.headers().get_all(header::UPGRADE).iter().count() == 1
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
         && connection_nominated(req.headers())
             .iter()
             .any(|n| n == "upgrade")
