@@ -115,6 +115,7 @@ fn the_decided_path_is_the_forwarded_path() {
         (gw, audit, catchall, app)
     });
 
+    let outcomes = std::sync::Mutex::new(std::collections::BTreeMap::<u16, usize>::new());
     let mut runner = TestRunner::new(Config {
         cases: 64,
         failure_persistence: None,
@@ -132,6 +133,7 @@ fn the_decided_path_is_the_forwarded_path() {
                     format!("GET {target} HTTP/1.1\r\nHost: {SITE}\r\nConnection: close\r\n\r\n");
                 let raw = raw(&gw.pki, gw.addr("lgwan-https"), &req).await;
                 let status = status_of(&raw);
+                *outcomes.lock().unwrap().entry(status).or_default() += 1;
                 let after = (catchall.count(), app.count());
                 let canon = canonicalize(&raw_path);
                 match status {
@@ -188,4 +190,13 @@ fn the_decided_path_is_the_forwarded_path() {
             })
         })
         .unwrap();
+    // Not vacuous: the random paths were forwarded, decided on the admin route, and refused.
+    let outcomes = outcomes.into_inner().unwrap();
+    eprintln!("statuses: {outcomes:?}");
+    for status in [200, 400] {
+        assert!(
+            outcomes.get(&status).is_some_and(|n| *n > 0),
+            "{outcomes:?}"
+        );
+    }
 }
