@@ -591,9 +591,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .gateway
         .snapshot
         .load()
-        .identity
+        .signer
         .as_ref()
-        .and_then(|i| i.signer.as_ref())
         .map(|s| s.jwks_json())
     {
         for (u, aud) in [

@@ -550,6 +550,25 @@ async fn staff_sign_in_with_managed_byod_and_revoked_device_certificates() {
     );
     assert!(!text.contains("庁内ポータル"), "{text}");
     b.screenshot("05-deny").await;
+    // The same page in English when the browser prefers it.
+    b.call("Network.enable", json!({})).await;
+    b.call(
+        "Network.setExtraHTTPHeaders",
+        json!({ "headers": { "Accept-Language": "en-US,en;q=0.9" } }),
+    )
+    .await;
+    b.navigate(&portal).await;
+    b.wait_for(&portal_origin).await;
+    let text = b.text().await;
+    assert_contains(&text, "Access is not permitted", "the deny page (en)");
+    assert_contains(&text, "BYOD", "the policy's reason (en)");
+    assert_eq!(
+        b.eval("document.documentElement.lang").await,
+        Some(json!("en"))
+    );
+    b.screenshot("05-deny-en").await;
+    b.call("Network.setExtraHTTPHeaders", json!({ "headers": {} }))
+        .await;
     b.open(&groupware, &issuer, "tanaka", &password).await;
     assert_contains(
         &b.text().await,
