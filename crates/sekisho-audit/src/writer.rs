@@ -353,6 +353,10 @@ impl AuditHandle {
     }
 }
 
+/// How long the batched writer lets records gather before a write (well under any
+/// `max_delay` an operator would set).
+const GATHER: Duration = Duration::from_micros(500);
+
 /// Starts the writer task.
 pub struct AuditWriter;
 
@@ -605,6 +609,17 @@ impl Inner {
                 // Every handle is gone.
                 return self.close(None);
             };
+            // Batched mode: an append resolves once queued, so the writer may let records
+            // gather for a moment before writing. Sleeping (rather than waiting on the
+            // queue) means senders do not wake this thread once per record; it bounds the
+            // wake-ups to about one per GATHER and makes each write carry many records.
+            if matches!(self.cfg.durability, Durability::Batched { .. })
+                && self.down.is_none()
+                && matches!(first, Msg::Append { .. })
+                && rx.len() < 64
+            {
+                std::thread::sleep(GATHER);
+            }
             let mut batch = Vec::new();
             let mut shutdown = None;
             let mut next = Some(first);
