@@ -133,6 +133,48 @@ impl Refusal {
     }
 }
 
+/// What the person can do about a reason, in Japanese and English.
+fn next_step(code: &str) -> Option<(&'static str, &'static str)> {
+    let prefix = code.split('.').next().unwrap_or("");
+    Some(match code {
+        "device.byod" | "device.unmanaged" | "device.not_listed" | "device.corporate" => (
+            "市が管理する端末（公用PC）から接続してください。",
+            "Connect from a device the municipality manages (an official PC).",
+        ),
+        "certificate.required" | "certificate.invalid" => (
+            "端末証明書が入った管理端末から接続してください。証明書の期限切れ・失効の場合は、情報システム担当に再発行を依頼してください。",
+            "Connect from a managed device with its device certificate. If the certificate expired or was revoked, ask the IT team to issue a new one.",
+        ),
+        "posture.unknown" | "device.check_in_stale" => (
+            "端末を庁内ネットワークまたは VPN に接続して管理ツールと同期させ、しばらくしてから再度お試しください。",
+            "Let the device check in with the management tool (connect it to the office network or VPN), then try again later.",
+        ),
+        "device.os_outdated"
+        | "device.noncompliant"
+        | "device.disk_not_encrypted"
+        | "device.screen_lock_off"
+        | "device.firewall_off"
+        | "device.antivirus_off"
+        | "device.edr_off" => (
+            "端末の更新プログラムとセキュリティ設定を適用してから、再度お試しください。",
+            "Install the device's updates and apply its security settings, then try again.",
+        ),
+        "mfa.required" | "acr.insufficient" | "auth.too_old" => (
+            "多要素認証でもう一度サインインしてください。",
+            "Sign in again with multi-factor authentication.",
+        ),
+        _ if prefix == "time" => (
+            "利用できる時間帯（平日の業務時間など）に、もう一度お試しください。",
+            "Try again during the hours this service is available (for example on working days).",
+        ),
+        _ if prefix == "network" => (
+            "許可されたネットワーク（庁内・VPN）から接続してください。",
+            "Connect from an allowed network (the office network or the VPN).",
+        ),
+        _ => return None,
+    })
+}
+
 /// Whether the client prefers English (first language tag in `Accept-Language`).
 pub fn prefers_english(headers: &http::HeaderMap) -> bool {
     headers
@@ -195,6 +237,32 @@ pub fn refusal(
                 ));
             }
             why.push_str("</ul>");
+            let mut steps: Vec<&str> = reasons
+                .iter()
+                .filter_map(|r| next_step(r.code))
+                .map(|(ja, en)| if english { en } else { ja })
+                .collect();
+            steps.dedup();
+            let (next_label, whoami, signout) = if english {
+                (
+                    "What you can do",
+                    "See how Sekisho sees your account and device",
+                    "Sign out and sign in with another account",
+                )
+            } else {
+                (
+                    "できること",
+                    "Sekisho から見たアカウントと端末の情報を確認する",
+                    "サインアウトして別のアカウントでサインインする",
+                )
+            };
+            why.push_str(&format!("<h2>{next_label}</h2><ul>"));
+            for st in steps {
+                why.push_str(&format!("<li>{}</li>", escape(st)));
+            }
+            why.push_str(&format!(
+                "<li><a href=\"/.sekisho/whoami\">{whoami}</a></li><li><a href=\"/.sekisho/logout\">{signout}</a></li></ul>"
+            ));
         }
         let html = format!(
             "<!doctype html>\n<html lang=\"{lang}\">\n<head><meta charset=\"utf-8\">\
@@ -215,6 +283,9 @@ pub fn refusal(
         let mut text = format!("{title} ({})\n", status.as_u16());
         for r in reasons {
             text.push_str(&format!("- {}\n", if english { r.en } else { r.ja }));
+        }
+        for (ja, en) in reasons.iter().filter_map(|r| next_step(r.code)) {
+            text.push_str(&format!("→ {}\n", if english { en } else { ja }));
         }
         text.push_str(&format!("request-id: {request_id}\n"));
         (text, "text/plain; charset=utf-8")
@@ -262,6 +333,26 @@ pub fn refusal(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deny_pages_say_what_to_do_next() {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
+        let byod = sekisho_policy::reason::ALL
+            .iter()
+            .find(|r| r.code == "device.byod")
+            .unwrap();
+        let r = refusal(&Refusal::Forbidden(vec![byod]), &h, "rid", false);
+        let body =
+            futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(r.into_body()))
+                .unwrap()
+                .unwrap()
+                .to_bytes();
+        let page = String::from_utf8_lossy(&body);
+        assert!(page.contains("できること"), "{page}");
+        assert!(page.contains("公用PC"), "{page}");
+        assert!(page.contains("/.sekisho/whoami"), "{page}");
+    }
 
     #[test]
     fn html_pages_are_japanese_by_default_and_escape_the_request_id() {
