@@ -689,7 +689,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     std::fs::rename(&tmp, &demo_json)?;
 
     print_banner(&info, &kept);
-    wait_and_reload(&running).await?;
+    crate::cli_serve::wait_and_reload(&running).await?;
 
     eprintln!("停止しています… / stopping (draining connections, closing the audit trail)…");
     match Arc::try_unwrap(running) {
@@ -702,37 +702,6 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     up.groupware.shutdown().await;
     eprintln!("停止しました / stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Runs until Ctrl-C or SIGTERM; SIGHUP and changed files (policies, inventory, CRL) reload.
-async fn wait_and_reload(running: &Arc<sekisho_gateway::server::Running>) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(4);
-    let watch_tx = tx.clone();
-    let _watcher = match sekisho_gateway::server::watch_files(running, move || {
-        let _ = watch_tx.try_send("file change");
-    }) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch files; reload with SIGHUP");
-            None
-        }
-    };
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => { let _ = tx.try_send("SIGHUP"); }
-            Some(why) = rx.recv() => {
-                tracing::info!(trigger = why, "reloading configuration");
-                let _ = running.reload();
-            }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
-    }
-    Ok(())
 }
 
 fn s<'a>(v: &'a serde_json::Value, path: &[&str]) -> &'a str {

@@ -90,7 +90,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(config: &Path) -> anyhow::Result<ExitCode> {
-    use tokio::signal::unix::{SignalKind, signal};
     let running = match sekisho_gateway::server::start(config).await {
         Ok(r) => Arc::new(r),
         Err(e) => {
@@ -99,9 +98,24 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    wait_and_reload(&running).await?;
+    tracing::info!("shutting down: draining connections");
+    match Arc::try_unwrap(running) {
+        Ok(r) => r.shutdown().await,
+        Err(_) => tracing::warn!("gateway still referenced; exiting without drain"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs until SIGTERM or Ctrl-C; SIGHUP and changes to any file the configuration reads
+/// (policies, certificates, CRLs, inventory, keys) reload it. Shared by `serve` and `demo`.
+pub async fn wait_and_reload(
+    running: &Arc<sekisho_gateway::server::Running>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
     let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(4);
     let watch_tx = tx.clone();
-    let _watcher = match sekisho_gateway::server::watch_files(&running, move || {
+    let _watcher = match sekisho_gateway::server::watch_files(running, move || {
         let _ = watch_tx.try_send("file change");
     }) {
         Ok(w) => Some(w),
@@ -120,15 +134,8 @@ async fn run(config: &Path) -> anyhow::Result<ExitCode> {
                 tracing::info!(trigger = why, "reloading configuration");
                 let _ = running.reload();
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
         }
     }
-    tracing::info!("shutting down: draining connections");
-    drop(_watcher);
-    match Arc::try_unwrap(running) {
-        Ok(r) => r.shutdown().await,
-        Err(_) => tracing::warn!("gateway still referenced; exiting without drain"),
-    }
-    Ok(ExitCode::SUCCESS)
 }
