@@ -251,6 +251,9 @@ fn page(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        h.insert("x-request-id", v);
+    }
     resp
 }
 
