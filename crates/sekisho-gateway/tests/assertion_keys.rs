@@ -41,20 +41,7 @@ async fn a_new_assertion_key_takes_effect_on_reload_with_the_old_one_still_publi
         "routes:\n  portal:\n    zone: lgwan\n    hosts: [{SITE}]\n    upstreams: [http://{}]\n    policy: lgwan-staff\n",
         up.addr
     );
-    let config_path = pki.path("sekisho.yaml");
-    std::fs::write(
-        &config_path,
-        full_yaml_with(&pki, &identity(false), &routes),
-    )
-    .unwrap();
-    let running = sekisho_gateway::server::start(&config_path)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let gw = Gw {
-        running,
-        config_path,
-        pki,
-    };
+    let gw = gateway_extra(pki, &identity(false), &routes).await;
     let c = gw.client("lgwan-https");
     let jwks_url = gw.url("lgwan-https", "/.sekisho/jwks.json");
     let before: serde_json::Value = c.get(&jwks_url).send().await.unwrap().json().await.unwrap();

@@ -63,17 +63,8 @@ async fn setup() -> Setup {
 "#,
         up.addr, public.addr
     );
-    let config_path = pki.path("sekisho.yaml");
-    std::fs::write(&config_path, full_yaml_with(&pki, &extra, &routes)).unwrap();
-    let running = sekisho_gateway::server::start(&config_path)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
     Setup {
-        gw: Gw {
-            running,
-            config_path,
-            pki,
-        },
+        gw: gateway_extra(pki, &extra, &routes).await,
         devices,
         up,
     }

@@ -471,22 +471,12 @@ async fn admin_endpoints_live_on_the_admin_listener_only() {
 async fn a_trusted_proxy_may_vouch_for_the_client_and_request_id() {
     let up = echo("portal", "127.0.10.15:0").await;
     let pki = Pki::new(&[SITE, "other.test.localhost", "127.0.0.1"]);
-    let config_path = pki.path("sekisho.yaml");
-    std::fs::write(
-        &config_path,
-        full_yaml_with(
-            &pki,
-            "trusted_proxies: [127.0.0.1/32]\n",
-            &public_route(&[up.addr]),
-        ),
-    )
-    .unwrap();
-    let running = sekisho_gateway::server::start(&config_path).await.unwrap();
-    let gw = Gw {
-        running,
-        config_path,
+    let gw = gateway_extra(
         pki,
-    };
+        "trusted_proxies: [127.0.0.1/32]\n",
+        &public_route(&[up.addr]),
+    )
+    .await;
     let r = gw
         .client("lgwan-https")
         .get(gw.url("lgwan-https", "/"))

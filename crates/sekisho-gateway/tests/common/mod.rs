@@ -318,8 +318,14 @@ pub async fn gateway(routes_yaml: &str) -> Gw {
 }
 
 pub async fn gateway_with(pki: Pki, routes_yaml: &str) -> Gw {
+    gateway_extra(pki, "", routes_yaml).await
+}
+
+/// Starts a gateway whose configuration has `extra` top-level sections (devices, identity,
+/// trusted proxies …) besides the standard zones, listeners and test policies.
+pub async fn gateway_extra(pki: Pki, extra: &str, routes_yaml: &str) -> Gw {
     let config_path = pki.path("sekisho.yaml");
-    std::fs::write(&config_path, full_yaml(&pki, routes_yaml)).unwrap();
+    std::fs::write(&config_path, full_yaml_with(&pki, extra, routes_yaml)).unwrap();
     let running = match start(&config_path).await {
         Ok(r) => r,
         Err(e) => panic!("gateway did not start:\n{e}"),
