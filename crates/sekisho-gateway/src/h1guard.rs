@@ -199,7 +199,10 @@ impl Head {
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.transfer_encodings.push(value.to_vec());
         } else if name.eq_ignore_ascii_case(b"upgrade") {
-            self.upgrade = true;
+            // Only a websocket upgrade is ever tunnelled by the gateway (pipeline::is_upgrade);
+            // after any other `Upgrade` (h2c …) the connection stays HTTP/1 and keeps being
+            // inspected, so one such header cannot switch the guard off.
+            self.upgrade = value.eq_ignore_ascii_case(b"websocket");
         } else if name.eq_ignore_ascii_case(b"connection") {
             self.connection_upgrade |= value
                 .split(|b| *b == b',')
@@ -489,6 +492,18 @@ mod tests {
             Err("chunk_data_not_terminated")
         );
         assert_eq!(run(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 5\r\n\r\n"), Err("framing_header_in_trailers"));
+    }
+
+    #[test]
+    fn an_h2c_upgrade_does_not_switch_inspection_off() {
+        let input = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\nPOST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(run(input), Err("content_length_and_transfer_encoding"));
+        let ws = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05\0\n\r";
+        assert_eq!(
+            run(ws),
+            Ok(()),
+            "after a websocket upgrade the bytes are frames, not HTTP"
+        );
     }
 
     #[test]
