@@ -165,7 +165,10 @@ pub fn upstream_identity(
     rid: &str,
     now: Timestamp,
 ) {
+    // Every identity-looking header from the client goes, whether or not this gateway signs
+    // anyone in: an upstream behind a public route may still trust such headers.
     let Some(settings) = &snap.config.identity else {
+        sekisho_identity::strip_identity_headers(headers, &[]);
         return;
     };
     let configured: Vec<&str> = [

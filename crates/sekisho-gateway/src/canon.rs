@@ -145,7 +145,6 @@ pub fn canonicalize(raw: &str) -> Result<String, PathError> {
         match b {
             b'%' => {
                 // Collect a run of escapes so multi-byte UTF-8 sequences are checked whole.
-                let start = i;
                 let mut run = Vec::new();
                 while i < bytes.len() && bytes[i] == b'%' {
                     let (Some(h), Some(l)) = (
@@ -157,7 +156,6 @@ pub fn canonicalize(raw: &str) -> Result<String, PathError> {
                     run.push(h << 4 | l);
                     i += 3;
                 }
-                let _ = start;
                 let text = std::str::from_utf8(&run).map_err(|_| PathError::InvalidUtf8)?;
                 for ch in text.chars() {
                     match ch {

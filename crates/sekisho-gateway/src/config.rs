@@ -426,13 +426,10 @@ fn decode_root(d: &mut Decoder, root: &Node, base: &FsPath) -> Option<Config> {
         devices.is_some(),
     );
 
-    if let Some(n) = m.get("zones") {
-        check_zone_overlap(d, n, &zones_path, &zones);
-    }
-    check_listen_addresses(d, m.get("listeners"), &listeners, admin.as_ref());
-    if let Some(n) = m.get("routes") {
-        check_route_overlap(d, n, &routes_path, &routes);
-    }
+    // Cross-checks run on what decoded; a missing section was reported above.
+    check_zone_overlap(d, &zones_path, &zones);
+    check_listen_addresses(d, &listeners, admin.as_ref());
+    check_route_overlap(d, &routes_path, &routes);
 
     Some(Config {
         source: PathBuf::new(),
@@ -767,7 +764,7 @@ fn decode_zone(d: &mut Decoder, name: &str, n: &Node, p: &Path) -> Option<ZoneDr
     })
 }
 
-fn check_zone_overlap(d: &mut Decoder, _n: &Node, p: &Path, zones: &BTreeMap<String, ZoneDraft>) {
+fn check_zone_overlap(d: &mut Decoder, p: &Path, zones: &BTreeMap<String, ZoneDraft>) {
     let list: Vec<(&String, &ZoneDraft)> = zones.iter().collect();
     for (i, (a_name, a)) in list.iter().enumerate() {
         for (b_name, b) in &list[i + 1..] {
@@ -1439,12 +1436,7 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
     })
 }
 
-fn check_listen_addresses(
-    d: &mut Decoder,
-    _n: Option<&Node>,
-    listeners: &[ListenerDraft],
-    admin: Option<&Admin>,
-) {
+fn check_listen_addresses(d: &mut Decoder, listeners: &[ListenerDraft], admin: Option<&Admin>) {
     let mut seen: HashSet<SocketAddr> = HashSet::new();
     for l in listeners {
         // Port 0 asks the system for a free port: never a clash.
@@ -1487,7 +1479,7 @@ fn check_listen_addresses(
 
 /// Two routes with the same host pattern and path prefix on a common listener would make
 /// the choice between them depend on file order: refuse it.
-fn check_route_overlap(d: &mut Decoder, _n: &Node, p: &Path, routes: &[RouteDraft]) {
+fn check_route_overlap(d: &mut Decoder, p: &Path, routes: &[RouteDraft]) {
     for (i, a) in routes.iter().enumerate() {
         for b in &routes[i + 1..] {
             let shared_listener = a

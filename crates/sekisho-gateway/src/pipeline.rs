@@ -88,7 +88,7 @@ pub struct ConnInfo {
 }
 
 /// The request after step 1: canonical host and path, and the query as received.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Target {
     pub host: String,
     /// The port the client named in Host/:authority, kept for the forwarded Host header.
@@ -991,12 +991,7 @@ fn tunnel_check(
     identity: Option<sekisho_policy::Identity>,
 ) -> TunnelCheck {
     let conn = conn.clone();
-    let target = Target {
-        host: target.host.clone(),
-        port: target.port,
-        path: target.path.clone(),
-        query: target.query.clone(),
-    };
+    let target = target.clone();
     let method = method.clone();
     let check = move |snap: &Snapshot, now: jiff::Timestamp| {
         let Some(route) = snap

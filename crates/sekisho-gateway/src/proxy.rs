@@ -150,7 +150,9 @@ impl UpstreamPool {
                         self.now_ms() + RETRY_AFTER.as_millis() as u64,
                         Ordering::Relaxed,
                     );
-                    let kind = find_egress(&e).map(EgressError::kind).unwrap_or("connect");
+                    let kind = find_in_chain::<EgressError>(&e)
+                        .map(EgressError::kind)
+                        .unwrap_or("connect");
                     last_err = Some(ForwardError::Connect(
                         kind,
                         format!("{up}: {}", error_chain(&e)),
@@ -171,10 +173,6 @@ impl UpstreamPool {
         }
         Err(last_err.unwrap_or(ForwardError::Connect("connect", "no upstream".into())))
     }
-}
-
-fn find_egress<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a EgressError> {
-    find_in_chain::<EgressError>(e)
 }
 
 fn find_in_chain<'a, T: std::error::Error + 'static>(

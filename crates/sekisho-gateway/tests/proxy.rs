@@ -6,6 +6,14 @@ use std::time::Duration;
 
 use common::*;
 
+/// One route `portal` on the test site to `upstream`, with its remaining lines (access,
+/// timeouts, …) given as YAML indented by four spaces.
+fn portal_route(upstream: impl std::fmt::Display, rest: &str) -> String {
+    format!(
+        "routes:\n  portal:\n    zone: lgwan\n    hosts: [{SITE}]\n    upstreams: [http://{upstream}]\n{rest}"
+    )
+}
+
 fn public_route(upstreams: &[std::net::SocketAddr]) -> String {
     let ups: Vec<String> = upstreams.iter().map(|a| format!("http://{a}")).collect();
     format!(
@@ -33,6 +41,8 @@ async fn http1_request_reaches_upstream_with_gateway_headers_only() {
         .header("X_Forwarded_Email", "boss@example.lg.jp")
         .header("X-Sekisho-User", "admin")
         .header("X-Original-URL", "/admin")
+        .header("Oidc-Claim-Email", "boss@example.lg.jp")
+        .header("X-Amzn-Oidc-Identity", "boss")
         .header("Forwarded", "for=10.9.9.9")
         .header("X-Request-Id", "spoofed-id")
         .header("Connection", "x-secret")
@@ -66,6 +76,8 @@ async fn http1_request_reaches_upstream_with_gateway_headers_only() {
     );
     assert!(s.headers["host"].to_str().unwrap().starts_with(SITE));
     for spoofed in [
+        "oidc-claim-email",
+        "x-amzn-oidc-identity",
         "x_forwarded_email",
         "x-sekisho-user",
         "x-original-url",
@@ -101,16 +113,9 @@ async fn http2_client_reaches_http1_upstream() {
 #[tokio::test]
 async fn http2_upstream_with_prior_knowledge() {
     let up = echo("h2", "127.0.10.4:0").await;
-    let gw = gateway(&format!(
-        r#"routes:
-  portal:
-    zone: lgwan
-    hosts: [{SITE}]
-    upstreams: [http://{}]
-    upstream_http2: true
-    access: public
-"#,
-        up.addr
+    let gw = gateway(&portal_route(
+        up.addr,
+        "    upstream_http2: true\n    access: public\n",
     ))
     .await;
     let resp = gw
@@ -127,12 +132,9 @@ async fn http2_upstream_with_prior_knowledge() {
 async fn requests_without_a_route_get_404_and_reach_nobody() {
     let up = echo("portal", "127.0.10.5:0").await;
     let gw = gateway(&public_route(&[up.addr])).await;
-    let c = client(&gw.pki, gw.addr("lgwan-https"), false);
-    let resp = c
-        .get(format!(
-            "https://other.test.localhost:{}/",
-            gw.addr("lgwan-https").port()
-        ))
+    let resp = gw
+        .client("lgwan-https")
+        .get(gw.url_at("other.test.localhost", "lgwan-https", "/"))
         .send()
         .await
         .unwrap();
@@ -151,17 +153,7 @@ async fn requests_without_a_route_get_404_and_reach_nobody() {
 #[tokio::test]
 async fn anonymous_requests_to_policy_routes_are_told_to_sign_in() {
     let up = echo("portal", "127.0.10.6:0").await;
-    let gw = gateway(&format!(
-        r#"routes:
-  portal:
-    zone: lgwan
-    hosts: [{SITE}]
-    upstreams: [http://{}]
-    policy: lgwan-staff
-"#,
-        up.addr
-    ))
-    .await;
+    let gw = gateway(&portal_route(up.addr, "    policy: lgwan-staff\n")).await;
     let resp = gw
         .client("lgwan-https")
         .get(gw.url("lgwan-https", "/"))
