@@ -30,22 +30,11 @@ async fn setup(faults: Option<FaultInjector>) -> (Gw, Echo, std::path::PathBuf) 
     let pki = Pki::new(&[SITE, "other.test.localhost"]);
     let dir = pki.path("audit");
     let extra = "audit:\n  dir: audit\n  durability: strict\n";
-    let config_path = pki.path("sekisho.yaml");
-    std::fs::write(&config_path, full_yaml_with(&pki, extra, &routes(up.addr))).unwrap();
-    let running = sekisho_gateway::server::start_with(
-        &config_path,
-        sekisho_gateway::server::StartOptions {
-            audit_faults: faults,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let options = sekisho_gateway::server::StartOptions {
+        audit_faults: faults,
+    };
     (
-        Gw {
-            running,
-            config_path,
-            pki,
-        },
+        gateway_extra_with(pki, extra, &routes(up.addr), options).await,
         up,
         dir,
     )
@@ -110,12 +99,8 @@ async fn allowed_denied_and_unrouted_requests_are_all_on_record_and_the_trail_ve
         .to_str()
         .unwrap()
         .to_owned();
-    let other = client(&gw.pki, gw.addr("lgwan-https"), false);
-    let missing = other
-        .get(format!(
-            "https://other.test.localhost:{}/",
-            gw.addr("lgwan-https").port()
-        ))
+    let missing = c
+        .get(gw.url_at("other.test.localhost", "lgwan-https", "/"))
         .send()
         .await
         .unwrap();

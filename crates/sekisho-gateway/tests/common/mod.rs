@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use sekisho_gateway::server::{Running, start};
+use sekisho_gateway::server::Running;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -247,7 +247,11 @@ impl Gw {
         client(&self.pki, self.addr(listener), true)
     }
     pub fn url(&self, listener: &str, path: &str) -> String {
-        format!("https://{SITE}:{}{path}", self.addr(listener).port())
+        self.url_at(SITE, listener, path)
+    }
+    /// A URL on another of the test hosts (the test clients resolve them all to loopback).
+    pub fn url_at(&self, host: &str, listener: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.addr(listener).port())
     }
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("http://{}/metrics", self.running.admin))
@@ -324,9 +328,19 @@ pub async fn gateway_with(pki: Pki, routes_yaml: &str) -> Gw {
 /// Starts a gateway whose configuration has `extra` top-level sections (devices, identity,
 /// trusted proxies …) besides the standard zones, listeners and test policies.
 pub async fn gateway_extra(pki: Pki, extra: &str, routes_yaml: &str) -> Gw {
+    gateway_extra_with(pki, extra, routes_yaml, Default::default()).await
+}
+
+/// [`gateway_extra`] with test hooks (e.g. audit write faults).
+pub async fn gateway_extra_with(
+    pki: Pki,
+    extra: &str,
+    routes_yaml: &str,
+    options: sekisho_gateway::server::StartOptions,
+) -> Gw {
     let config_path = pki.path("sekisho.yaml");
     std::fs::write(&config_path, full_yaml_with(&pki, extra, routes_yaml)).unwrap();
-    let running = match start(&config_path).await {
+    let running = match sekisho_gateway::server::start_with(&config_path, options).await {
         Ok(r) => r,
         Err(e) => panic!("gateway did not start:\n{e}"),
     };
