@@ -1,7 +1,7 @@
 //! The upstream assertion key rotates on reload: the new key signs, the retired one stays
 //! published in /.sekisho/jwks.json so assertions already in flight still verify.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -2,7 +2,7 @@
 //! (allowed ones before they are forwarded), the trail verifies, and when it cannot be
 //! written the gateway fails closed and recovers on its own.
 
-mod common;
+use crate::common;
 
 use common::*;
 use sekisho_audit::fault::{FaultInjector, FaultKind};

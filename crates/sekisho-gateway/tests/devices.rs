@@ -2,7 +2,7 @@
 //! gateway asks for a certificate only on hosts that need one, checks it on every request
 //! (so revocation reaches kept-alive connections), and decides on inventory facts.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

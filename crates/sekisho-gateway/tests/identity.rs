@@ -4,9 +4,8 @@
 //! gateway's identity headers and a signed assertion — never Sekisho's cookies or a spoofed
 //! identity — and a cookie replayed after logout is refused.
 
-mod common;
-#[path = "../../sekisho-identity/tests/support/mod.rs"]
-mod idp;
+use crate::common;
+use crate::idp;
 
 use common::*;
 use http::HeaderValue;

@@ -2,7 +2,7 @@
 //! bounded memory. In a test binary of its own, so the process's peak RSS belongs to this
 //! test alone.
 
-mod common;
+use crate::common;
 
 use common::*;
 

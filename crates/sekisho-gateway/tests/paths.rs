@@ -7,7 +7,7 @@
 //! (decoding twice, treating `\` as `/`, dropping `;` parameters, ignoring case and
 //! trailing dots) would read as `/admin`.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -1,6 +1,6 @@
 //! End-to-end proxying through a real gateway with real TLS to real upstreams on loopback.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! in-flight or new request; an invalid one is refused, counted, and the old one keeps
 //! serving. Shutdown drains.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -6,7 +6,7 @@
 //! To refresh the committed file: `sekisho schema config > schema/config.schema.json`
 //! (or `SEKISHO_BLESS=1 cargo test -p sekisho-gateway --test schema`).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Ambiguous and malformed requests are refused with 400 (or 431), the connection is
 //! closed, and nothing reaches the upstream. Sent as raw bytes over real TLS.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -4,9 +4,8 @@
 //! follow them; the Location goes back to the client as is and no connection to the other zone
 //! is made).
 
-#[path = "../../../crates/sekisho-gateway/tests/common/mod.rs"]
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use support::*;

@@ -7,9 +7,8 @@
 //! One test function per binary would make the RSS numbers cleaner; the cases that measure
 //! memory run inside one function, in sequence.
 
-#[path = "../../../crates/sekisho-gateway/tests/common/mod.rs"]
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

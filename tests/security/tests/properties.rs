@@ -7,9 +7,8 @@
 //! upstream. (Default deny, deny overrides allow and audit tamper-evidence are property-tested
 //! in `sekisho-policy/tests/properties.rs` and `sekisho-audit/tests/tamper.rs`.)
 
-#[path = "../../../crates/sekisho-gateway/tests/common/mod.rs"]
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use common::*;
 use proptest::prelude::*;

@@ -4,12 +4,10 @@
 //! (tampering, forging with another key, duplicates, replay after logout, use on another host,
 //! never leaked upstream).
 
-#[path = "../../../crates/sekisho-gateway/tests/common/mod.rs"]
-mod common;
-#[path = "../../../crates/sekisho-identity/tests/support/mod.rs"]
-mod idp;
-mod signin;
-mod support;
+use crate::common;
+use crate::idp;
+use crate::signin;
+use crate::support;
 
 use common::*;
 use support::*;

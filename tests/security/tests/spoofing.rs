@@ -6,12 +6,9 @@
 //! Requests are raw HTTP/1.1 bytes (so header-name case and underscores reach the wire as
 //! written) and HTTP/2 (reqwest), against a policy route and a public route.
 
-#[path = "../../../crates/sekisho-gateway/tests/common/mod.rs"]
-mod common;
-#[path = "../../../crates/sekisho-identity/tests/support/mod.rs"]
-mod idp;
-mod signin;
-mod support;
+use crate::common;
+use crate::signin;
+use crate::support;
 
 use common::*;
 use support::*;

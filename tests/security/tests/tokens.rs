@@ -9,9 +9,8 @@
 //! section over the limit), the upstream never sees the request, and the audit trail has a
 //! `deny` record for it.
 
-#[path = "../../../crates/sekisho-gateway/tests/common/mod.rs"]
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use std::convert::Infallible;
 use std::sync::Arc;

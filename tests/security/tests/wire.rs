@@ -8,9 +8,8 @@
 //! public catch-all. Refusals before routing are counted in `sekisho_rejected_requests_total`
 //! (they are logged, not audited); routed requests are on the audit trail.
 
-#[path = "../../../crates/sekisho-gateway/tests/common/mod.rs"]
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use std::time::Duration;
 
