@@ -4,7 +4,7 @@
 //! refused by both the schema and the loader.
 //!
 //! To refresh the committed file: `sekisho schema config > schema/config.schema.json`
-//! (or `SEKISHO_BLESS=1 cargo test -p sekisho-gateway --test schema`).
+//! (or `SEKISHO_BLESS=1 cargo test -p sekisho-gateway --test gateway schema::`).
 
 use crate::common;
 
@@ -84,7 +84,7 @@ fn committed_config_schema_is_current() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "schema/config.schema.json is stale: run `sekisho schema config > schema/config.schema.json` (or SEKISHO_BLESS=1 cargo test -p sekisho-gateway --test schema)"
+        "schema/config.schema.json is stale: run `sekisho schema config > schema/config.schema.json` (or SEKISHO_BLESS=1 cargo test -p sekisho-gateway --test gateway schema::)"
     );
     assert!(generated.ends_with("}\n"));
     // The committed file is itself a valid draft 2020-12 schema.
