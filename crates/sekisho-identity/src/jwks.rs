@@ -6,9 +6,14 @@
 //! request), rather than a per-key cache: a JWKS is small and is replaced as a unit, and a
 //! failed fetch simply keeps the old snapshot — so a JWKS outage never blocks a token whose key
 //! is already known.
+//!
+//! A generation counter ([`JwksCache::generation`]) increases whenever a refresh actually
+//! changes the key set (or the `jwks_uri` changes); results derived from the keys, such as the
+//! bearer verifier's cache of verified tokens, are only reused within one generation.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -34,6 +39,9 @@ pub struct VerifyKey {
 struct KeySet {
     by_kid: HashMap<String, Arc<VerifyKey>>,
     unnamed: Vec<Arc<VerifyKey>>,
+    /// The JWKS entries the usable keys came from (their JSON text): two fetches with equal
+    /// fingerprints hold the same keys, so the generation stays.
+    fingerprint: BTreeSet<String>,
 }
 
 fn key_algorithm(a: KeyAlgorithm) -> Option<Algorithm> {
@@ -111,6 +119,8 @@ pub struct JwksCache {
     source: JwksSource,
     uri: ArcSwapOption<String>,
     keys: ArcSwap<KeySet>,
+    /// Increases after every change of `keys` or `uri` (see [`JwksCache::generation`]).
+    generation: AtomicU64,
     /// Unix second of the last fetch attempt; the mutex also makes refreshes single-flight.
     last_attempt: tokio::sync::Mutex<Option<i64>>,
     min_interval: Duration,
@@ -123,6 +133,7 @@ impl std::fmt::Debug for JwksCache {
         f.debug_struct("JwksCache")
             .field("source", &self.source)
             .field("keys", &self.keys.load().by_kid.keys().collect::<Vec<_>>())
+            .field("generation", &self.generation())
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +163,7 @@ impl JwksCache {
             source,
             uri: ArcSwapOption::new(uri),
             keys: ArcSwap::from_pointee(KeySet::default()),
+            generation: AtomicU64::new(0),
             last_attempt: tokio::sync::Mutex::new(None),
             min_interval,
             allowed: allowed.into_iter().filter(|a| !is_hmac(*a)).collect(),
@@ -159,9 +171,22 @@ impl JwksCache {
         }
     }
 
-    /// Sets the `jwks_uri` found by OIDC discovery.
+    /// Sets the `jwks_uri` found by OIDC discovery. A different URI starts a new generation
+    /// (discovery runs before every login, so an unchanged URI must not).
     pub fn set_uri(&self, uri: &str) {
-        self.uri.store(Some(Arc::new(uri.to_owned())));
+        let old = self.uri.swap(Some(Arc::new(uri.to_owned())));
+        if old.as_deref().map(String::as_str) != Some(uri) {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The key-set generation: increases whenever a refresh changes the set of keys (a key
+    /// added, removed or replaced) and when the `jwks_uri` changes; a refetch of the same keys
+    /// or a failed fetch keeps it. A caller that reads it *before* verifying a token with
+    /// these keys knows that the keys used were at least that new: the keys are swapped in
+    /// before the counter moves.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Key ids currently cached.
@@ -197,7 +222,7 @@ impl JwksCache {
             .and_then(Value::as_str)
             .ok_or("discovery has no jwks_uri")?
             .to_owned();
-        self.uri.store(Some(Arc::new(jwks.clone())));
+        self.set_uri(&jwks);
         Ok(jwks)
     }
 
@@ -216,7 +241,14 @@ impl JwksCache {
         *last = Some(now_s);
         match self.fetch().await {
             Ok(set) => {
+                // Single-flight (the mutex above), so nothing else swaps `keys` in between.
+                let changed = self.keys.load().fingerprint != set.fingerprint;
+                // Keys first, then the generation: whoever sees the new generation also sees
+                // the new keys.
                 self.keys.store(Arc::new(set));
+                if changed {
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                }
                 IdentityMetrics::inc(&self.metrics.jwks_fetch_ok);
                 Refresh::Fetched
             }
@@ -257,6 +289,7 @@ impl JwksCache {
                 continue;
             };
             let key = Arc::new(VerifyKey { decoding, algs });
+            set.fingerprint.insert(k.to_string());
             match &jwk.common.key_id {
                 Some(kid) => {
                     set.by_kid.insert(kid.clone(), key);
@@ -271,9 +304,14 @@ impl JwksCache {
         Ok(set)
     }
 
-    fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<VerifyKey>> {
+    /// The key for `kid` (or the one key for `alg` without a kid) and a generation the key
+    /// set it came from is at least as new as.
+    fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Option<(Arc<VerifyKey>, u64)> {
+        // The generation before the keys: `refresh` swaps the keys in before it moves the
+        // generation, so these keys are at least this generation's (never older).
+        let generation = self.generation();
         let set = self.keys.load();
-        match kid {
+        let key = match kid {
             Some(kid) => set.by_kid.get(kid).cloned(),
             None => {
                 let mut candidates = set
@@ -289,16 +327,18 @@ impl JwksCache {
                     Some(first)
                 }
             }
-        }
+        };
+        key.map(|k| (k, generation))
     }
 
-    /// The key for a token's `kid`, refreshing (rate-limited) when it is unknown.
+    /// The key for a token's `kid`, refreshing (rate-limited) when it is unknown, with the
+    /// generation of the key set (see [`JwksCache::lookup`]).
     pub(crate) async fn key_for(
         &self,
         kid: Option<&str>,
         alg: Algorithm,
         now: Timestamp,
-    ) -> Result<Arc<VerifyKey>, TokenError> {
+    ) -> Result<(Arc<VerifyKey>, u64), TokenError> {
         if let Some(k) = self.lookup(kid, alg) {
             return Ok(k);
         }
@@ -355,13 +395,14 @@ fn header_json(token: &str) -> Result<Map<String, Value>, TokenError> {
 
 /// Verifies a compact JWS: size, shape, `typ`, algorithm against the key's type, signature,
 /// `iss`, `aud`, `exp`, `nbf`, `iat` (all times against `now` with the leeway). Returns the
-/// claims.
+/// claims and the JWKS generation of the key that verified the signature (results kept for
+/// reuse, like the bearer verifier's cache, are valid only within that generation).
 pub(crate) async fn verify_jwt(
     cache: &JwksCache,
     token: &str,
     rules: &JwtRules<'_>,
     now: Timestamp,
-) -> Result<Map<String, Value>, TokenError> {
+) -> Result<(Map<String, Value>, u64), TokenError> {
     if token.len() > rules.max_bytes {
         return Err(TokenError::TooLarge);
     }
@@ -399,7 +440,7 @@ pub(crate) async fn verify_jwt(
     if !cache.allowed.contains(&header.alg) {
         return Err(TokenError::AlgorithmNotAllowed);
     }
-    let key = cache
+    let (key, generation) = cache
         .key_for(header.kid.as_deref(), header.alg, now)
         .await?;
     if !key.algs.contains(&header.alg) {
@@ -440,7 +481,7 @@ pub(crate) async fn verify_jwt(
         .get("exp")
         .and_then(Value::as_i64)
         .ok_or(TokenError::MissingClaim("exp"))?;
-    if now_s > exp + leeway {
+    if now_s > exp.saturating_add(leeway) {
         return Err(TokenError::Expired);
     }
     if let Some(nbf) = claims.get("nbf") {
@@ -455,7 +496,7 @@ pub(crate) async fn verify_jwt(
             return Err(TokenError::NotYetValid);
         }
     }
-    Ok(claims)
+    Ok((claims, generation))
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ counters! {
     bearer_ok,
     /// Bearer tokens refused.
     bearer_rejected,
+    /// Bearer tokens accepted from the cache of verified tokens, without a new signature check
+    /// (also counted in `bearer_ok`).
+    bearer_cache_hits,
     /// JWKS fetches that succeeded.
     jwks_fetch_ok,
     /// JWKS fetches that failed (cached keys keep working).

@@ -346,7 +346,7 @@ impl OidcProvider {
     ) -> Result<Map<String, Value>, TokenError> {
         let (aud, mut rules) = self.id_token_rules();
         rules.audiences = &aud;
-        let claims = verify_jwt(&self.jwks, id_token, &rules, now).await?;
+        let (claims, _) = verify_jwt(&self.jwks, id_token, &rules, now).await?;
         // OIDC Core 3.1.3.7: with several audiences, azp must be us; if present, it must be us.
         let multi_aud = claims
             .get("aud")
