@@ -19,7 +19,9 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use sekisho_audit::{AuditConfig, AuditHandle, CheckpointConfig, Durability, Event};
+use sekisho_audit::{
+    AuditConfig, AuditHandle, CheckpointConfig, Durability, Event, TryAppendError,
+};
 use sekisho_yaml::{Decoder, Node, Path};
 
 use crate::respond::BoxError;
@@ -211,15 +213,30 @@ pub async fn record(handle: Option<&AuditHandle>, event: Event, rid: &str) -> bo
     }
 }
 
-/// Appends without waiting (records written after the fact, e.g. an access result).
+/// Appends without waiting (records written after the fact, e.g. an access result): queued
+/// on the spot, from any thread; only when the queue is full is a task spawned to wait for
+/// room, so a burst never drops the record.
 pub fn record_later(handle: Option<&AuditHandle>, event: Event) {
-    let Some(h) = handle.cloned() else { return };
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn(async move {
-            if let Err(e) = h.append(event).await {
-                tracing::error!(error = %e, "audit record after the response could not be written");
+    let Some(h) = handle else { return };
+    match h.try_append(event) {
+        Ok(_) => {}
+        Err(TryAppendError::Full(event)) => {
+            let h = h.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = h.append(*event).await {
+                        tracing::error!(error = %e, "audit record after the response could not be written");
+                    }
+                });
+            } else {
+                tracing::error!(
+                    "audit queue full outside the runtime: a record after the response was not written"
+                );
             }
-        });
+        }
+        Err(TryAppendError::Failed(e)) => {
+            tracing::error!(error = %e, "audit record after the response could not be written");
+        }
     }
 }
 
