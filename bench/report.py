@@ -16,6 +16,8 @@ TARGETS = [
     ("sekisho-session", "Sekisho (c) session cookie + policy"),
     ("sekisho-device", "Sekisho (d) session + device cert + posture + policy"),
     ("sekisho-device-strict", "Sekisho (d) with audit `strict`"),
+    ("sekisho-public-noaudit", "Sekisho (a) without `audit:` (A/B: the audit trail's cost)"),
+    ("sekisho-device-noaudit", "Sekisho (d) without `audit:` (A/B: the audit trail's cost)"),
 ]
 NOTE_KEYS = {
     "sekisho-bearer": ["level1", "bearer"],
@@ -120,6 +122,25 @@ def main():
             why = "; ".join(notes[k] for k in NOTE_KEYS.get(t, []) if k in notes) or "not run"
             rows.append(f"| {desc} | — | — | **not measured** | | | | | {why} |")
         out.extend(rows)
+    ab = []
+    for t, desc in TARGETS:
+        if not t.endswith("-noaudit"):
+            continue
+        with_audit = t[: -len("-noaudit")]
+        for p, c in cells:
+            on, off = load(a.res, with_audit, p, c), load(a.res, t, p, c)
+            if not on or not off or on.get("failed") or off.get("failed") or not off["rps"]:
+                continue
+            ab.append(f"| {dict(TARGETS)[with_audit]} | {p} | {c} | {on['rps']:.0f} | {off['rps']:.0f} | "
+                      f"{(on['rps'] / off['rps'] - 1) * 100:+.1f} % |")
+    if ab:
+        out.append("")
+        out.append("The audit trail's cost (`batched`), same binary and run, with and without the `audit:` section "
+                   "(issue 6's goal: under 10 %):")
+        out.append("")
+        out.append("| target | proto | conns | req/s with audit | req/s without | change |")
+        out.append("|---|---|---:|---:|---:|---:|")
+        out.extend(ab)
     paced = []
     d0 = load_paced(a.res, "direct")
     for t, desc in TARGETS:
@@ -160,6 +181,9 @@ def main():
             idle = read(os.path.join(a.res, "sekisho-start.idle_rss"), idle)
         if t == "sekisho-device-strict":
             idle = read(os.path.join(a.res, "sekisho-start-strict.idle_rss"), idle)
+        if t.endswith("-noaudit"):
+            # Same configuration without `audit:`: only the throughput comparison matters.
+            continue
         if idle is None:
             continue
         if t in same:

@@ -676,6 +676,15 @@ if [ "$AUDIT_OK" = 1 ] && [ "$LEVEL" -ge 3 ] && [ -f "$RES/sekisho-device.peak_r
     sek_config 3 strict >"$WORK/sk/strict.yaml"
     TARGETS="sekisho-device" run_sekisho "$WORK/sk/strict.yaml" "-strict"
 fi
+# The audit trail's cost (issue 6: under 10 % in batched mode): the same configuration without
+# `audit:`, measured in the same run. AUDIT_AB=0 skips it.
+if [ "$AUDIT_OK" = 1 ] && [ "${AUDIT_AB:-1}" = 1 ]; then
+    AUDIT_OK=0 sek_config "$LEVEL" >"$WORK/sk/noaudit.yaml"
+    ab=""
+    want sekisho-public && ab="sekisho-public"
+    want sekisho-device && ab="$ab sekisho-device"
+    [ -n "$ab" ] && TARGETS="$ab" run_sekisho "$WORK/sk/noaudit.yaml" "-noaudit"
+fi
 stop_pid "$UP_PID"
 
 # ---------------------------------------------------------------------------- report
