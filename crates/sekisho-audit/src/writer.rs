@@ -26,8 +26,8 @@ use crate::checkpoint::{Checkpoint, SigningKey};
 use crate::fault::FaultInjector;
 use crate::files::{self, TrailFile};
 use crate::record::{
-    Event, GENESIS_PREV, Record, RecoveredEvent, RepairedEvent, RetentionEvent, RotatedEvent,
-    SCHEMA_VERSION, format_time, line_hash,
+    Event, GENESIS_PREV, Record, RecordRef, RecoveredEvent, RepairedEvent, RetentionEvent,
+    RotatedEvent, SCHEMA_VERSION, format_time, line_hash,
 };
 use crate::syslog::{SyslogConfig, SyslogSender};
 use crate::{AuditError, Clock};
@@ -839,19 +839,29 @@ impl Inner {
 
     /// Give the events sequence numbers and hashes and add them to `unsynced`.
     fn encode(&mut self, event: Event, now: Timestamp) -> Receipt {
+        let time = format_time(now, &self.cfg.time_zone);
+        self.encode_at(&event, &time)
+    }
+
+    /// Appends one line to `unsynced`: serialised straight into the buffer and hashed there
+    /// (no per-record copies of the line, the time or the previous hash).
+    fn encode_at(&mut self, event: &Event, time: &str) -> Receipt {
         self.seq += 1;
-        let rec = Record {
+        let rec = RecordRef {
             v: SCHEMA_VERSION,
             seq: self.seq,
-            time: format_time(now, &self.cfg.time_zone),
-            instance: self.cfg.instance.clone(),
-            prev: std::mem::take(&mut self.prev),
+            time,
+            instance: &self.cfg.instance,
+            prev: &self.prev,
             event,
         };
-        // Serialising our own types cannot fail (no maps with non-string keys).
-        let line = serde_json::to_vec(&rec).unwrap_or_default();
-        self.prev = line_hash(&line);
-        self.unsynced.extend_from_slice(&line);
+        let start = self.unsynced.len();
+        // Serialising our own types cannot fail (no maps with non-string keys); should it
+        // ever, the partial line is cut off and the line stays empty, which verify reports.
+        if serde_json::to_writer(&mut self.unsynced, &rec).is_err() {
+            self.unsynced.truncate(start);
+        }
+        self.prev = line_hash(&self.unsynced[start..]);
         self.unsynced.push(b'\n');
         self.unsynced_records += 1;
         if self.first_unsynced.is_none() {
@@ -865,14 +875,23 @@ impl Inner {
 
     /// Encode, write, and fsync when asked to or when due.
     fn commit(&mut self, events: Vec<Event>, force_sync: bool) -> std::io::Result<Vec<Receipt>> {
-        let now = self.clock.now();
+        // One timestamp per batch: the records of a batch are made in the same instant.
+        let time = format_time(self.clock.now(), &self.cfg.time_zone);
         let start = self.unsynced.len();
-        let receipts: Vec<Receipt> = events.into_iter().map(|e| self.encode(e, now)).collect();
+        let receipts: Vec<Receipt> = events.iter().map(|e| self.encode_at(e, &time)).collect();
         if self.rewrite_needed {
             self.rewrite()?;
         } else {
-            let new = self.unsynced[start..].to_vec();
-            self.write(&new)?;
+            let r = self
+                .fault
+                .write_all(&mut self.file, &self.unsynced[start..]);
+            match r {
+                Ok(()) => self.written_len += (self.unsynced.len() - start) as u64,
+                Err(e) => {
+                    self.rewrite_needed = true;
+                    return Err(e);
+                }
+            }
         }
         let due = match self.cfg.durability {
             Durability::Strict => true,
@@ -882,20 +901,6 @@ impl Inner {
             self.sync()?;
         }
         Ok(receipts)
-    }
-
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let r = self.fault.write_all(&mut self.file, buf);
-        match r {
-            Ok(()) => {
-                self.written_len += buf.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                self.rewrite_needed = true;
-                Err(e)
-            }
-        }
     }
 
     /// After a failure: cut the file back to what was fsynced and write `unsynced` again.
