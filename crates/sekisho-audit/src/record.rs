@@ -64,6 +64,18 @@ pub fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
+/// [`line_hash`] written over `out`, reusing its allocation (the writer does this once per
+/// record).
+pub fn set_line_hash(out: &mut String, line: &[u8]) {
+    let mut hex = [0u8; 64];
+    if hex::encode_to_slice(Sha256::digest(line), &mut hex).is_ok()
+        && let Ok(h) = std::str::from_utf8(&hex)
+    {
+        out.clear();
+        out.push_str(h);
+    }
+}
+
 /// Format an instant the way records carry it: RFC 3339, offset of `tz`, milliseconds.
 pub fn format_time(t: Timestamp, tz: &TimeZone) -> String {
     t.to_zoned_datetime(tz.clone())
@@ -524,5 +536,13 @@ mod tests {
         );
         let back: Record = serde_json::from_slice(&b).unwrap();
         assert_eq!(back, owned);
+    }
+
+    #[test]
+    fn set_line_hash_is_line_hash() {
+        let mut prev = GENESIS_PREV.to_string();
+        set_line_hash(&mut prev, b"{\"v\":1}");
+        assert_eq!(prev, line_hash(b"{\"v\":1}"));
+        assert_eq!(prev.len(), 64);
     }
 }

@@ -27,7 +27,7 @@ use crate::fault::FaultInjector;
 use crate::files::{self, TrailFile};
 use crate::record::{
     Event, GENESIS_PREV, Record, RecordRef, RecoveredEvent, RepairedEvent, RetentionEvent,
-    RotatedEvent, SCHEMA_VERSION, format_time, line_hash,
+    RotatedEvent, SCHEMA_VERSION, format_time, line_hash, set_line_hash,
 };
 use crate::syslog::{SyslogConfig, SyslogSender};
 use crate::{AuditError, Clock};
@@ -838,14 +838,15 @@ impl Inner {
     }
 
     /// Give the events sequence numbers and hashes and add them to `unsynced`.
-    fn encode(&mut self, event: Event, now: Timestamp) -> Receipt {
+    fn encode(&mut self, event: Event, now: Timestamp) {
         let time = format_time(now, &self.cfg.time_zone);
-        self.encode_at(&event, &time)
+        self.encode_at(&event, &time);
     }
 
-    /// Appends one line to `unsynced`: serialised straight into the buffer and hashed there
-    /// (no per-record copies of the line, the time or the previous hash).
-    fn encode_at(&mut self, event: &Event, time: &str) -> Receipt {
+    /// Appends one line to `unsynced`: serialised straight into the buffer and hashed there,
+    /// the new `prev` written over the old one (no per-record allocation for the line, the
+    /// time or the hash).
+    fn encode_at(&mut self, event: &Event, time: &str) {
         self.seq += 1;
         let rec = RecordRef {
             v: SCHEMA_VERSION,
@@ -861,15 +862,11 @@ impl Inner {
         if serde_json::to_writer(&mut self.unsynced, &rec).is_err() {
             self.unsynced.truncate(start);
         }
-        self.prev = line_hash(&self.unsynced[start..]);
+        set_line_hash(&mut self.prev, &self.unsynced[start..]);
         self.unsynced.push(b'\n');
         self.unsynced_records += 1;
         if self.first_unsynced.is_none() {
             self.first_unsynced = Some(Instant::now());
-        }
-        Receipt::Durable {
-            seq: self.seq,
-            hash: self.prev.clone(),
         }
     }
 
@@ -878,7 +875,18 @@ impl Inner {
         // One timestamp per batch: the records of a batch are made in the same instant.
         let time = format_time(self.clock.now(), &self.cfg.time_zone);
         let start = self.unsynced.len();
-        let receipts: Vec<Receipt> = events.iter().map(|e| self.encode_at(e, &time)).collect();
+        // Only strict callers wait for a receipt; batched ones were answered when queued.
+        let strict = self.cfg.durability == Durability::Strict;
+        let mut receipts = Vec::with_capacity(if strict { events.len() } else { 0 });
+        for e in &events {
+            self.encode_at(e, &time);
+            if strict {
+                receipts.push(Receipt::Durable {
+                    seq: self.seq,
+                    hash: self.prev.clone(),
+                });
+            }
+        }
         if self.rewrite_needed {
             self.rewrite()?;
         } else {
