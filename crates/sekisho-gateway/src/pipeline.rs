@@ -712,15 +712,17 @@ impl AccessRecord {
         self.event.user = id.map(user_info);
     }
 
+    /// The finished record. By value: each request makes exactly one decision record, so the
+    /// event is moved out rather than cloned.
     fn event(
-        &self,
+        self,
         decision: Decision,
         rule: Option<String>,
         why: &str,
         reasons: &[&'static sekisho_policy::Reason],
         status: Option<u16>,
     ) -> Event {
-        let mut e = self.event.clone();
+        let mut e = self.event;
         e.decision = match decision {
             Decision::Allow => sekisho_audit::Decision::Allow,
             Decision::Deny => sekisho_audit::Decision::Deny,
@@ -747,7 +749,7 @@ impl AccessRecord {
     }
 
     fn denied(
-        &self,
+        self,
         rule: Option<String>,
         why: &str,
         reasons: &[&'static sekisho_policy::Reason],
