@@ -153,13 +153,18 @@ fn users() -> Vec<DemoUser> {
     users
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A port for a gateway listener. For 0 the kernel picks one, and the probe socket is kept
+/// in `held` until the gateway is about to bind: the development IdP and the demo upstreams
+/// also bind port 0 on loopback before the gateway starts, and a probe dropped at once lets
+/// the kernel hand the same port to them (seen as "Address already in use").
+fn port_or_free(p: u16, held: &mut Vec<std::net::TcpListener>) -> anyhow::Result<u16> {
+    if p != 0 {
+        return Ok(p);
+    }
     let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(l.local_addr()?.port())
-}
-
-fn port_or_free(p: u16) -> anyhow::Result<u16> {
-    if p == 0 { free_port() } else { Ok(p) }
+    let port = l.local_addr()?.port();
+    held.push(l);
+    Ok(port)
 }
 
 fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
@@ -528,10 +533,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let kept = ensure_policies(&dir.join("policies"))?;
     std::fs::write(dir.join("devices.yaml"), inventory(now))?;
 
+    let mut held = Vec::new();
     let ports = Ports {
-        lgwan: port_or_free(args.lgwan_port)?,
-        internet: port_or_free(args.internet_port)?,
-        admin: port_or_free(args.admin_port)?,
+        lgwan: port_or_free(args.lgwan_port, &mut held)?,
+        internet: port_or_free(args.internet_port, &mut held)?,
+        admin: port_or_free(args.admin_port, &mut held)?,
     };
     if ports.lgwan == ports.internet {
         bail!("--lgwan-port and --internet-port must differ");
@@ -571,6 +577,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let config_path = dir.join("sekisho.yaml");
     std::fs::write(&config_path, gateway_config(&issuer, &ports, &up))?;
+    drop(held);
     let running = match sekisho_gateway::server::start(&config_path).await {
         Ok(r) => Arc::new(r),
         Err(e) => {
