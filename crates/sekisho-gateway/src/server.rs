@@ -626,9 +626,11 @@ pub fn watch_files(
         None,
         move |res: notify_debouncer_full::DebounceEventResult| {
             if let Ok(events) = res
-                && events
-                    .iter()
-                    .any(|e| e.paths.iter().any(|p| watched.contains(p)))
+                && events.iter().any(|e| {
+                    // Opens and reads are reported too; a reload reads these files itself.
+                    sekisho_posture::watch::changes_content(&e.kind)
+                        && e.paths.iter().any(|p| watched.contains(p))
+                })
             {
                 on_change();
             }

@@ -185,6 +185,39 @@ async fn file_changes_trigger_a_reload() {
 }
 
 #[tokio::test]
+async fn reading_the_watched_files_does_not_trigger_a_reload() {
+    let a = echo("a", "127.0.10.66:0").await;
+    let b = echo("b", "127.0.10.67:0").await;
+    let gw = Arc::new(gateway(&route_to(a.addr)).await);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _watcher = sekisho_gateway::server::watch_files(&gw.running, move || {
+        let _ = tx.send(());
+    })
+    .unwrap();
+    // What a backup job, an operator's `cat` or a reload itself does: open and read every
+    // watched file. inotify reports each open; none of them may start a reload, or the
+    // reload (which reads the files again) would repeat itself for ever.
+    let files = gw.running.watched_files();
+    assert!(
+        files.len() >= 2,
+        "config and certificates are watched: {files:?}"
+    );
+    for f in &files {
+        std::fs::read(f).unwrap();
+    }
+    gw.running.reload().unwrap();
+    // No clock can be injected into the file watcher's debouncer (300 ms): wait well past it.
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(1500), rx.recv()).await;
+    assert!(quiet.is_err(), "reading the files triggered a reload");
+    // The watcher is alive: a real change is still noticed.
+    gw.rewrite_config(&route_to(b.addr));
+    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the watcher noticed the change")
+        .unwrap();
+}
+
+#[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish() {
     let up = echo("portal", "127.0.10.65:0").await;
     let gw = gateway(&route_to(up.addr)).await;
