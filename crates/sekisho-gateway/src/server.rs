@@ -628,8 +628,11 @@ pub fn watch_files(
             if let Ok(events) = res
                 && events.iter().any(|e| {
                     // Opens and reads are reported too; a reload reads these files itself.
-                    sekisho_posture::watch::changes_content(&e.kind)
-                        && e.paths.iter().any(|p| watched.contains(p))
+                    // A lost-events notice (inotify queue overflow) may hide a new CRL:
+                    // reload then too.
+                    e.need_rescan()
+                        || (sekisho_posture::watch::changes_content(&e.kind)
+                            && e.paths.iter().any(|p| watched.contains(p)))
                 })
             {
                 on_change();

@@ -92,18 +92,20 @@ pub fn watch(
     let (tf, inf) = (trust_files.clone(), inventory_files.clone());
     let mut debouncer = new_debouncer(debounce, None, move |res: DebounceEventResult| {
         let Ok(events) = res else { return };
+        // Events were lost (inotify queue overflow): a CRL may have changed unseen.
+        let rescan = events.iter().any(|e| e.need_rescan());
         let touched: BTreeSet<PathBuf> = events
             .iter()
             .filter(|e| changes_content(&e.kind))
             .flat_map(|e| e.paths.iter().map(|p| normalize(p)))
             .collect();
-        if touched.iter().any(|p| tf.contains(p)) {
+        if rescan || touched.iter().any(|p| tf.contains(p)) {
             on_event(match handler_posture.trust().reload() {
                 Ok(g) => ReloadEvent::TrustReloaded(g),
                 Err(e) => ReloadEvent::TrustFailed(e.to_string()),
             });
         }
-        if touched.iter().any(|p| inf.contains(p)) {
+        if rescan || touched.iter().any(|p| inf.contains(p)) {
             on_event(match handler_posture.inventory().reload() {
                 Ok(n) => ReloadEvent::InventoryReloaded(n),
                 Err(e) => ReloadEvent::InventoryFailed(e.to_string()),
