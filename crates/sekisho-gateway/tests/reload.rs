@@ -159,21 +159,37 @@ async fn an_invalid_reload_is_refused_and_the_old_configuration_keeps_serving() 
     assert!(err.to_string().contains("needs a restart"), "{err}");
 }
 
+/// The gateway's file watcher, reporting each reload it would start on the returned channel.
+/// Dropping the first element stops watching.
+fn watch(
+    gw: &Gw,
+) -> (
+    Box<dyn std::any::Any>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = sekisho_gateway::server::watch_files(&gw.running, move || {
+        let _ = tx.send(());
+    })
+    .unwrap();
+    (Box::new(watcher), rx)
+}
+
+async fn noticed(rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
+    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the watcher noticed the change")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn file_changes_trigger_a_reload() {
     let a = echo("a", "127.0.10.63:0").await;
     let b = echo("b", "127.0.10.64:0").await;
     let gw = Arc::new(gateway(&route_to(a.addr)).await);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let _watcher = sekisho_gateway::server::watch_files(&gw.running, move || {
-        let _ = tx.send(());
-    })
-    .unwrap();
+    let (_watcher, mut rx) = watch(&gw);
     gw.rewrite_config(&route_to(b.addr));
-    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
-        .await
-        .expect("the watcher noticed the change")
-        .unwrap();
+    noticed(&mut rx).await;
     gw.running.reload().unwrap();
     let r = gw
         .client("lgwan-https")
@@ -189,11 +205,7 @@ async fn reading_the_watched_files_does_not_trigger_a_reload() {
     let a = echo("a", "127.0.10.66:0").await;
     let b = echo("b", "127.0.10.67:0").await;
     let gw = Arc::new(gateway(&route_to(a.addr)).await);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let _watcher = sekisho_gateway::server::watch_files(&gw.running, move || {
-        let _ = tx.send(());
-    })
-    .unwrap();
+    let (_watcher, mut rx) = watch(&gw);
     // What a backup job, an operator's `cat` or a reload itself does: open and read every
     // watched file. inotify reports each open; none of them may start a reload, or the
     // reload (which reads the files again) would repeat itself for ever.
@@ -211,10 +223,7 @@ async fn reading_the_watched_files_does_not_trigger_a_reload() {
     assert!(quiet.is_err(), "reading the files triggered a reload");
     // The watcher is alive: a real change is still noticed.
     gw.rewrite_config(&route_to(b.addr));
-    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
-        .await
-        .expect("the watcher noticed the change")
-        .unwrap();
+    noticed(&mut rx).await;
 }
 
 #[tokio::test]

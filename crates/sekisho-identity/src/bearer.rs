@@ -382,6 +382,20 @@ mod tests {
         (BearerVerifier::new(cfg, metrics.clone()).unwrap(), metrics)
     }
 
+    /// The signer and its JWKS server (kept alive for the test's length).
+    type Idp = (AssertionSigner, JwksServer);
+
+    /// A verifier with its metrics, the time now, a token for alice issued then, and the
+    /// signer (tokens live `ttl` seconds) with its JWKS on loopback.
+    async fn fixture(ttl: u64) -> (BearerVerifier, Arc<IdentityMetrics>, Timestamp, String, Idp) {
+        let idp = signer(ttl);
+        let jwks = JwksServer::start(idp.jwks_json()).await;
+        let (v, m) = verifier(&jwks);
+        let t0 = Timestamp::now();
+        let tok = token(&idp, "alice", AUD, t0);
+        (v, m, t0, tok, (idp, jwks))
+    }
+
     fn at(base: Timestamp, secs: i64) -> Timestamp {
         Timestamp::from_second(base.as_second() + secs).unwrap()
     }
@@ -392,11 +406,7 @@ mod tests {
 
     #[tokio::test]
     async fn same_token_twice_is_a_cache_hit_with_the_same_identity() {
-        let idp = signer(3600);
-        let jwks = JwksServer::start(idp.jwks_json()).await;
-        let (v, m) = verifier(&jwks);
-        let t0 = Timestamp::now();
-        let tok = token(&idp, "alice", AUD, t0);
+        let (v, m, t0, tok, (_, jwks)) = fixture(3600).await;
 
         let first = v.verify(&tok, t0).await.unwrap();
         assert_eq!(count(&m.bearer_cache_hits), 0);
@@ -414,11 +424,7 @@ mod tests {
     async fn cached_token_is_refused_once_now_passes_exp_plus_leeway() {
         // exp = t0 + 60, leeway 60 s: exp + leeway comes well before the 5-minute bound, so
         // only the `exp` check can end the hits.
-        let idp = signer(60);
-        let jwks = JwksServer::start(idp.jwks_json()).await;
-        let (v, m) = verifier(&jwks);
-        let t0 = Timestamp::now();
-        let tok = token(&idp, "alice", AUD, t0);
+        let (v, m, t0, tok, _idp) = fixture(60).await;
 
         v.verify(&tok, t0).await.unwrap();
         v.verify(&tok, at(t0, 60 + 59)).await.unwrap();
@@ -439,11 +445,7 @@ mod tests {
     async fn cached_token_is_not_used_before_the_time_it_was_verified_at() {
         // Verified at t0 (iat = t0); a request whose `now` is earlier than iat - leeway must
         // get the `iat` check of full verification, not the entry.
-        let idp = signer(3600);
-        let jwks = JwksServer::start(idp.jwks_json()).await;
-        let (v, m) = verifier(&jwks);
-        let t0 = Timestamp::now();
-        let tok = token(&idp, "alice", AUD, t0);
+        let (v, m, t0, tok, _idp) = fixture(3600).await;
 
         v.verify(&tok, t0).await.unwrap();
         assert_eq!(
@@ -455,11 +457,7 @@ mod tests {
 
     #[tokio::test]
     async fn cached_token_is_verified_again_after_five_minutes() {
-        let idp = signer(3600);
-        let jwks = JwksServer::start(idp.jwks_json()).await;
-        let (v, m) = verifier(&jwks);
-        let t0 = Timestamp::now();
-        let tok = token(&idp, "alice", AUD, t0);
+        let (v, m, t0, tok, _idp) = fixture(3600).await;
 
         v.verify(&tok, t0).await.unwrap();
         v.verify(&tok, at(t0, 299)).await.unwrap();
@@ -504,11 +502,7 @@ mod tests {
 
     #[tokio::test]
     async fn jwks_generation_moves_only_when_the_keys_or_the_uri_change() {
-        let idp = signer(3600);
-        let jwks = JwksServer::start(idp.jwks_json()).await;
-        let (v, m) = verifier(&jwks);
-        let t0 = Timestamp::now();
-        let tok = token(&idp, "alice", AUD, t0);
+        let (v, m, t0, tok, (_, jwks)) = fixture(3600).await;
         v.verify(&tok, t0).await.unwrap();
         let g = v.jwks().generation();
 
