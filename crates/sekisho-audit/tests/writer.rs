@@ -17,6 +17,22 @@ fn strict_cfg(dir: &std::path::Path) -> AuditConfig {
     c
 }
 
+/// While the trail is down the writer retries every 5 ms, and each attempt writes (part of)
+/// a line and cuts it off again; a test reading the file during one would see those bytes.
+/// From here on retries write nothing; returns once two more have failed (the second began
+/// after the change), so the file then holds exactly what the cut-offs left.
+async fn quiet_retries(h: &sekisho_audit::AuditHandle, fault: &FaultInjector) {
+    fault.fail_writes(FaultKind::NoSpace, 0);
+    let failed = h.metrics().write_errors;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while h.metrics().write_errors < failed + 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the writer keeps retrying");
+}
+
 fn stop() -> Option<Event> {
     Some(Event::Stop(StopEvent {
         reason: "test".into(),
@@ -135,6 +151,7 @@ async fn full_disk_fails_closed_and_recovers_on_its_own() {
     assert!(m.write_errors >= 1);
     assert!(m.rejected_appends >= 2);
     // The torn bytes were cut off again.
+    quiet_retries(&h, &fault).await;
     let on_disk = std::fs::read_to_string(dir.path().join("audit-2026-11-23-0001.jsonl")).unwrap();
     assert!(on_disk.ends_with('\n') && on_disk.lines().count() == 1);
 
@@ -561,6 +578,7 @@ async fn strict_records_refused_after_a_failed_fsync_leave_no_trace() {
     assert!(h.append(access(2, Decision::Allow)).await.is_err());
     // The refused record was written but never fsynced; it is cut off again at once,
     // so even a crash right now could not leave a record of a request answered 503.
+    quiet_retries(&h, &fault).await;
     let on_disk = std::fs::read_to_string(dir.path().join("audit-2026-11-23-0001.jsonl")).unwrap();
     assert_eq!(on_disk.lines().count(), 1);
     assert!(!on_disk.contains("req-0002"));
