@@ -5,7 +5,7 @@
 //! per request, so a reload reaches keep-alive connections on their next request while
 //! in-flight requests finish on the snapshot they started with.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -611,16 +611,10 @@ pub fn watch_files(
     String,
 > {
     use notify_debouncer_full::notify::RecursiveMode;
-    let files: HashSet<PathBuf> = running
-        .watched_files()
-        .into_iter()
-        .map(|f| std::fs::canonicalize(&f).unwrap_or(f))
-        .collect();
-    let dirs: HashSet<PathBuf> = files
-        .iter()
-        .filter_map(|f| f.parent().map(Path::to_path_buf))
-        .collect();
-    let watched = files.clone();
+    // Each file, every symlink on the way to it and the real file behind them (a CRL behind
+    // `ln -sfn`, a Kubernetes `..data` swap), and the folders that hold them.
+    let listed = running.watched_files();
+    let (watched, dirs) = sekisho_posture::watch::watch_set(listed.iter().map(|p| p.as_path()));
     let mut debouncer = notify_debouncer_full::new_debouncer(
         Duration::from_millis(300),
         None,
@@ -640,10 +634,10 @@ pub fn watch_files(
         },
     )
     .map_err(|e| e.to_string())?;
-    for d in dirs {
+    for d in &dirs {
         // Watch directories, not files: editors replace files by renaming.
         debouncer
-            .watch(&d, RecursiveMode::NonRecursive)
+            .watch(d, RecursiveMode::NonRecursive)
             .map_err(|e| format!("{}: {e}", d.display()))?;
     }
     Ok(debouncer)

@@ -64,6 +64,79 @@ fn normalize(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
 }
 
+/// `p` made absolute with `.` and `..` resolved lexically (symlinks are followed separately,
+/// one at a time, by [`symlink_chain`]).
+fn lexical(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in normalize(p).components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Every path through which `file` is reached: the path as configured, each symlink met on
+/// the way (a link in the file's own name or in a folder above it) and each path it leads to,
+/// ending with the real file.
+///
+/// Why: operators publish CRLs and CAs as versioned files behind a symlink
+/// (`ln -sfn crl-v2.pem crl.pem`), and Kubernetes swaps a `..data` folder link for every
+/// ConfigMap or Secret update. Such a swap changes no file the configuration names — only a
+/// link on the way — so the link must be watched, and so must the file it now leads to.
+fn symlink_chain(file: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut cur = lexical(file);
+    // 40 hops, as the kernel allows (ELOOP).
+    for _ in 0..40 {
+        out.push(cur.clone());
+        let mut prefix = PathBuf::new();
+        let mut link = None;
+        for c in cur.components() {
+            prefix.push(c);
+            if std::fs::symlink_metadata(&prefix).is_ok_and(|m| m.file_type().is_symlink()) {
+                link = Some(prefix.clone());
+                break;
+            }
+        }
+        let Some(link) = link else { break };
+        let Ok(target) = std::fs::read_link(&link) else {
+            break;
+        };
+        let rest = cur
+            .strip_prefix(&link)
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        let base = link.parent().map(Path::to_owned).unwrap_or_default();
+        out.push(link);
+        let next = lexical(&base.join(target).join(rest));
+        if next == cur {
+            break;
+        }
+        cur = next;
+    }
+    out
+}
+
+/// What to watch for `files`: the paths whose events mean "reload" (each file, every symlink
+/// on the way to it and the real file behind them) and the folders holding them. Folders, not
+/// files, are watched: editors and MDM exports replace a file by renaming a new one over it.
+pub fn watch_set<'a>(
+    files: impl IntoIterator<Item = &'a Path>,
+) -> (BTreeSet<PathBuf>, BTreeSet<PathBuf>) {
+    let paths: BTreeSet<PathBuf> = files.into_iter().flat_map(symlink_chain).collect();
+    let dirs = paths
+        .iter()
+        .filter_map(|p| p.parent().map(Path::to_owned))
+        .collect();
+    (paths, dirs)
+}
+
 /// Watch the files `posture` uses; after changes settle for `debounce`, reload the affected
 /// part and report through `on_event` (log it, count it, audit it).
 pub fn watch(
@@ -71,23 +144,11 @@ pub fn watch(
     debounce: Duration,
     on_event: impl Fn(ReloadEvent) + Send + 'static,
 ) -> Result<FileWatcher, notify_debouncer_full::notify::Error> {
-    let trust_files: BTreeSet<PathBuf> = posture
-        .trust()
-        .watched_files()
-        .iter()
-        .map(|p| normalize(p))
-        .collect();
-    let inventory_files: BTreeSet<PathBuf> = posture
-        .inventory()
-        .watched_files()
-        .iter()
-        .map(|p| normalize(p))
-        .collect();
-    let dirs: BTreeSet<PathBuf> = trust_files
-        .iter()
-        .chain(&inventory_files)
-        .filter_map(|p| p.parent().map(Path::to_owned))
-        .collect();
+    let trust = posture.trust().watched_files();
+    let inventory = posture.inventory().watched_files();
+    let (trust_files, trust_dirs) = watch_set(trust.iter().map(|p| p.as_path()));
+    let (inventory_files, inventory_dirs) = watch_set(inventory.iter().map(|p| p.as_path()));
+    let dirs: BTreeSet<PathBuf> = trust_dirs.into_iter().chain(inventory_dirs).collect();
     let handler_posture = posture.clone();
     let (tf, inf) = (trust_files.clone(), inventory_files.clone());
     let mut debouncer = new_debouncer(debounce, None, move |res: DebounceEventResult| {
@@ -124,6 +185,56 @@ pub fn watch(
 mod tests {
     use super::*;
     use notify_debouncer_full::notify::event::{CreateKind, DataChange, RemoveKind, RenameMode};
+
+    #[test]
+    fn the_watch_set_holds_every_link_on_the_way_and_the_real_file() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        // Kubernetes volume layout, reached through a symlinked folder as well.
+        let vol = tmp.path().join("vol");
+        std::fs::create_dir_all(vol.join("..2026_01")).unwrap();
+        std::fs::write(vol.join("..2026_01/crl.pem"), "x").unwrap();
+        symlink("..2026_01", vol.join("..data")).unwrap();
+        symlink("..data/crl.pem", vol.join("crl.pem")).unwrap();
+        symlink("vol", tmp.path().join("etc")).unwrap();
+        // A plain file: just itself.
+        std::fs::write(tmp.path().join("plain.yaml"), "x").unwrap();
+
+        let named = tmp.path().join("etc/./crl.pem");
+        let plain = tmp.path().join("plain.yaml");
+        let (paths, dirs) = watch_set([named.as_path(), plain.as_path()]);
+        let root = lexical(tmp.path());
+        for p in [
+            "etc/crl.pem",
+            "etc",
+            "vol/crl.pem",
+            "vol/..data/crl.pem",
+            "vol/..data",
+            "vol/..2026_01/crl.pem",
+            "plain.yaml",
+        ] {
+            assert!(paths.contains(&root.join(p)), "{p} missing from {paths:?}");
+        }
+        for d in ["", "etc", "vol", "vol/..data", "vol/..2026_01"] {
+            let d = if d.is_empty() {
+                root.clone()
+            } else {
+                root.join(d)
+            };
+            assert!(dirs.contains(&d), "{d:?} missing from {dirs:?}");
+        }
+    }
+
+    #[test]
+    fn a_symlink_loop_ends() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        symlink("b", tmp.path().join("a")).unwrap();
+        symlink("a", tmp.path().join("b")).unwrap();
+        let (paths, _) = watch_set([tmp.path().join("a").as_path()]);
+        assert!(paths.len() <= 2 * 40 + 1);
+        assert!(paths.contains(&lexical(&tmp.path().join("b"))));
+    }
 
     #[test]
     fn only_events_that_can_change_content_count() {

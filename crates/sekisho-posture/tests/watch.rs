@@ -85,3 +85,94 @@ async fn crl_and_inventory_changes_are_picked_up() {
     );
     assert_eq!(store.current().len(), 2, "old inventory kept");
 }
+
+/// How operators and Kubernetes publish a new CRL: behind a symlink. The file the
+/// configuration names never changes; a link on the way to it does.
+#[derive(Clone, Copy, Debug)]
+enum Publish {
+    /// `crl.pem -> crl-vN.pem`, replaced like `ln -sfn` (a new link renamed over the old).
+    Symlink,
+    /// A ConfigMap/Secret volume: `crl.pem -> ..data/crl.pem`, `..data -> ..<version>/`,
+    /// updated by renaming a new `..data` link over the old one, then removing the old folder.
+    KubernetesData,
+}
+
+async fn revocation_published_behind_a_symlink_is_picked_up(how: Publish) {
+    use std::os::unix::fs::symlink;
+    let pki = TestPki::at("2026-11-23T00:00:00Z".parse().unwrap());
+    let now: Timestamp = "2026-11-23T01:00:00Z".parse().unwrap();
+    let dev = pki.device("PC-1");
+    let pub_dir = pki.dir().join("published");
+    std::fs::create_dir(&pub_dir).unwrap();
+    let named = pub_dir.join("crl.pem");
+    let empty_crl = std::fs::read(pki.crl_path()).unwrap();
+    match how {
+        Publish::Symlink => {
+            std::fs::write(pub_dir.join("crl-v1.pem"), &empty_crl).unwrap();
+            symlink("crl-v1.pem", &named).unwrap();
+        }
+        Publish::KubernetesData => {
+            std::fs::create_dir(pub_dir.join("..v1")).unwrap();
+            std::fs::write(pub_dir.join("..v1/crl.pem"), &empty_crl).unwrap();
+            symlink("..v1", pub_dir.join("..data")).unwrap();
+            symlink("..data/crl.pem", &named).unwrap();
+        }
+    }
+    let mut cfg = pki.trust_config();
+    cfg.crl_files = vec![named.clone()];
+    let trust = Arc::new(DeviceTrust::load(cfg).unwrap());
+    let store = Arc::new(InventoryStore::load(vec![]).unwrap());
+    let posture = Arc::new(DevicePosture::new(
+        trust.clone(),
+        store,
+        None,
+        PostureConfig::default(),
+    ));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _watcher = watch(posture, Duration::from_millis(50), move |e| {
+        let _ = tx.send(e);
+    })
+    .unwrap();
+    assert!(trust.check(&dev.chain(), now).is_ok());
+
+    // The PKI writes its CRL elsewhere (not watched); it is published by swapping a link.
+    pki.revoke(&dev);
+    let revoked_crl = std::fs::read(pki.crl_path()).unwrap();
+    match how {
+        Publish::Symlink => {
+            std::fs::write(pub_dir.join("crl-v2.pem"), &revoked_crl).unwrap();
+            symlink("crl-v2.pem", pub_dir.join(".crl.pem.tmp")).unwrap();
+            std::fs::rename(pub_dir.join(".crl.pem.tmp"), &named).unwrap();
+        }
+        Publish::KubernetesData => {
+            std::fs::create_dir(pub_dir.join("..v2")).unwrap();
+            std::fs::write(pub_dir.join("..v2/crl.pem"), &revoked_crl).unwrap();
+            symlink("..v2", pub_dir.join("..data_tmp")).unwrap();
+            std::fs::rename(pub_dir.join("..data_tmp"), pub_dir.join("..data")).unwrap();
+            std::fs::remove_dir_all(pub_dir.join("..v1")).unwrap();
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(ReloadEvent::TrustReloaded(_)) = rx.recv().await {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no trust reload after the {how:?} swap"));
+    assert_eq!(
+        trust.check(&dev.chain(), now).unwrap_err().code(),
+        "device_cert_revoked"
+    );
+}
+
+#[tokio::test]
+async fn crl_swapped_with_ln_sfn_is_picked_up() {
+    revocation_published_behind_a_symlink_is_picked_up(Publish::Symlink).await;
+}
+
+#[tokio::test]
+async fn crl_in_a_kubernetes_volume_is_picked_up() {
+    revocation_published_behind_a_symlink_is_picked_up(Publish::KubernetesData).await;
+}

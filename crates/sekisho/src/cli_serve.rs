@@ -114,16 +114,19 @@ pub async fn wait_and_reload(
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(4);
-    let watch_tx = tx.clone();
-    let _watcher = match sekisho_gateway::server::watch_files(running, move || {
-        let _ = watch_tx.try_send("file change");
-    }) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch configuration files; reload with SIGHUP");
-            None
+    let watch = |running: &sekisho_gateway::server::Running| {
+        let watch_tx = tx.clone();
+        match sekisho_gateway::server::watch_files(running, move || {
+            let _ = watch_tx.try_send("file change");
+        }) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch configuration files; reload with SIGHUP");
+                None
+            }
         }
     };
+    let mut _watcher = watch(running);
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -132,10 +135,34 @@ pub async fn wait_and_reload(
             _ = hup.recv() => { let _ = tx.try_send("SIGHUP"); }
             Some(why) = rx.recv() => {
                 tracing::info!(trigger = why, "reloading configuration");
-                let _ = running.reload();
+                let began = std::time::SystemTime::now();
+                if running.reload().is_ok() {
+                    // Watch what the new configuration reads: it may name other files, and a
+                    // swapped symlink now leads to another file in another folder.
+                    // (The old watcher stops when replaced, after the new one has started.)
+                    _watcher = watch(running);
+                    // A file changed between the reload reading it and the new watcher
+                    // starting would go unseen: look at the times once.
+                    if changed_since(&running.watched_files(), began) {
+                        let _ = tx.try_send("file change during reload");
+                    }
+                }
             }
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
         }
     }
+}
+
+/// Whether any of `files` (or the file a symlink leads to) was modified between `t` and now.
+/// A time in the future (a file copied with its times from a machine whose clock is ahead)
+/// does not count: it would make every reload start another.
+fn changed_since(files: &[std::path::PathBuf], t: std::time::SystemTime) -> bool {
+    let now = std::time::SystemTime::now();
+    files.iter().any(|f| {
+        [std::fs::metadata(f), std::fs::symlink_metadata(f)]
+            .into_iter()
+            .flatten()
+            .any(|m| m.modified().is_ok_and(|m| m >= t && m <= now))
+    })
 }
