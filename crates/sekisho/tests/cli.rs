@@ -117,6 +117,17 @@ fn the_shipped_policy_tests_pass() {
 
 #[tokio::test]
 async fn serve_proxies_https_and_stops_on_sigterm() {
+    serve_and_stop(false).await;
+}
+
+/// On one CPU `serve` runs the current-thread scheduler (a different runtime from the
+/// multi-CPU case, with the audit writer and file watcher still on their own threads).
+#[tokio::test]
+async fn serve_on_one_cpu_proxies_https_and_stops_on_sigterm() {
+    serve_and_stop(true).await;
+}
+
+async fn serve_and_stop(one_cpu: bool) {
     let dir = workspace();
     // An upstream for the public status page, on the internet side.
     let upstream = tokio::net::TcpListener::bind("127.0.20.13:0")
@@ -149,7 +160,15 @@ async fn serve_proxies_https_and_stops_on_sigterm() {
         .replace("127.0.0.1:9900", &format!("127.0.0.1:{admin}"))
         .replace("127.0.20.13:8080", &up_addr.to_string());
     std::fs::write(&path, text).unwrap();
-    let mut child = Command::new(BIN)
+    // `taskset` (util-linux) limits the gateway to one CPU.
+    let mut cmd = if one_cpu {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    let mut child = cmd
         .arg("serve")
         .arg("--config")
         .arg(&path)
