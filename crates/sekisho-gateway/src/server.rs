@@ -634,7 +634,9 @@ pub fn watch_files(
         },
     )
     .map_err(|e| e.to_string())?;
-    for d in &dirs {
+    // A folder that does not exist holds no file the configuration could read (a link that
+    // leads nowhere yet); the links leading to it are watched in the folders that do.
+    for d in dirs.iter().filter(|d| d.is_dir()) {
         // Watch directories, not files: editors replace files by renaming.
         debouncer
             .watch(d, RecursiveMode::NonRecursive)

@@ -173,8 +173,10 @@ pub fn watch(
             });
         }
     })?;
-    for d in dirs {
-        debouncer.watch(&d, RecursiveMode::NonRecursive)?;
+    // A folder that does not exist (a link leading nowhere yet) holds nothing to reload; the
+    // links leading to it are watched where they are.
+    for d in dirs.iter().filter(|d| d.is_dir()) {
+        debouncer.watch(d, RecursiveMode::NonRecursive)?;
     }
     Ok(FileWatcher {
         _debouncer: debouncer,
