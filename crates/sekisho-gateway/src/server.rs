@@ -636,11 +636,20 @@ pub fn watch_files(
     .map_err(|e| e.to_string())?;
     // A folder that does not exist holds no file the configuration could read (a link that
     // leads nowhere yet); the links leading to it are watched in the folders that do.
+    let mut watching = 0;
     for d in dirs.iter().filter(|d| d.is_dir()) {
-        // Watch directories, not files: editors replace files by renaming.
-        debouncer
-            .watch(d, RecursiveMode::NonRecursive)
-            .map_err(|e| format!("{}: {e}", d.display()))?;
+        // Watch directories, not files: editors replace files by renaming. One folder that
+        // cannot be watched (gone in the meantime, the inotify watch limit) must not stop the
+        // others from being watched.
+        match debouncer.watch(d, RecursiveMode::NonRecursive) {
+            Ok(()) => watching += 1,
+            Err(e) => {
+                tracing::warn!(folder = %d.display(), error = %e, "cannot watch this folder; changes in it need SIGHUP")
+            }
+        }
+    }
+    if watching == 0 {
+        return Err("no folder of the configuration's files could be watched".into());
     }
     Ok(debouncer)
 }

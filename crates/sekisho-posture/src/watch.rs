@@ -64,61 +64,67 @@ fn normalize(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
 }
 
-/// `p` made absolute with `.` and `..` resolved lexically (symlinks are followed separately,
-/// one at a time, by [`symlink_chain`]).
-fn lexical(p: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in normalize(p).components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// Every path through which `file` is reached: the path as configured, each symlink met on
-/// the way (a link in the file's own name or in a folder above it) and each path it leads to,
-/// ending with the real file.
+/// Every symlink met on the way to `file` (a link in its own name or in a folder above it)
+/// and the real file at the end, all as physical paths (no link in their folders).
 ///
 /// Why: operators publish CRLs and CAs as versioned files behind a symlink
 /// (`ln -sfn crl-v2.pem crl.pem`), and Kubernetes swaps a `..data` folder link for every
 /// ConfigMap or Secret update. Such a swap changes no file the configuration names — only a
 /// link on the way — so the link must be watched, and so must the file it now leads to.
+///
+/// Resolved as the kernel does, one component at a time: a link's target replaces it in the
+/// remaining path, and `..` goes up from where the links have led (not lexically: with
+/// `etc -> /opt/app/etc`, `etc/../pki` is `/opt/app/pki`). At most 40 links (ELOOP).
 fn symlink_chain(file: &Path) -> Vec<PathBuf> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::path::Component;
+    enum Part {
+        Root,
+        Up,
+        Name(OsString),
+    }
+    fn parts(p: &Path) -> impl Iterator<Item = Part> + '_ {
+        p.components().filter_map(|c| match c {
+            Component::RootDir | Component::Prefix(_) => Some(Part::Root),
+            Component::ParentDir => Some(Part::Up),
+            Component::CurDir => None,
+            Component::Normal(n) => Some(Part::Name(n.to_owned())),
+        })
+    }
     let mut out = Vec::new();
-    let mut cur = lexical(file);
-    // 40 hops, as the kernel allows (ELOOP).
-    for _ in 0..40 {
-        out.push(cur.clone());
-        let mut prefix = PathBuf::new();
-        let mut link = None;
-        for c in cur.components() {
-            prefix.push(c);
-            if std::fs::symlink_metadata(&prefix).is_ok_and(|m| m.file_type().is_symlink()) {
-                link = Some(prefix.clone());
-                break;
+    let mut rest: VecDeque<Part> = parts(&normalize(file)).collect();
+    let mut resolved = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(part) = rest.pop_front() {
+        match part {
+            Part::Root => resolved = PathBuf::from("/"),
+            Part::Up => {
+                resolved.pop();
+            }
+            Part::Name(name) => {
+                let next = resolved.join(&name);
+                let target = std::fs::symlink_metadata(&next)
+                    .is_ok_and(|m| m.file_type().is_symlink())
+                    .then(|| std::fs::read_link(&next).ok())
+                    .flatten();
+                match target {
+                    Some(target) if hops < 40 => {
+                        hops += 1;
+                        out.push(next);
+                        for p in parts(&target).collect::<Vec<_>>().into_iter().rev() {
+                            rest.push_front(p);
+                        }
+                    }
+                    _ => resolved = next,
+                }
             }
         }
-        let Some(link) = link else { break };
-        let Ok(target) = std::fs::read_link(&link) else {
-            break;
-        };
-        let rest = cur
-            .strip_prefix(&link)
-            .map(Path::to_owned)
-            .unwrap_or_default();
-        let base = link.parent().map(Path::to_owned).unwrap_or_default();
-        out.push(link);
-        let next = lexical(&base.join(target).join(rest));
-        if next == cur {
-            break;
-        }
-        cur = next;
+    }
+    out.push(resolved);
+    // The kernel's own answer too, should the walk above ever differ from it.
+    if let Ok(real) = std::fs::canonicalize(file) {
+        out.push(real);
     }
     out
 }
@@ -192,32 +198,30 @@ mod tests {
     fn the_watch_set_holds_every_link_on_the_way_and_the_real_file() {
         use std::os::unix::fs::symlink;
         let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
         // Kubernetes volume layout, reached through a symlinked folder as well.
-        let vol = tmp.path().join("vol");
+        let vol = root.join("vol");
         std::fs::create_dir_all(vol.join("..2026_01")).unwrap();
         std::fs::write(vol.join("..2026_01/crl.pem"), "x").unwrap();
         symlink("..2026_01", vol.join("..data")).unwrap();
         symlink("..data/crl.pem", vol.join("crl.pem")).unwrap();
-        symlink("vol", tmp.path().join("etc")).unwrap();
+        symlink("vol", root.join("etc")).unwrap();
         // A plain file: just itself.
-        std::fs::write(tmp.path().join("plain.yaml"), "x").unwrap();
+        std::fs::write(root.join("plain.yaml"), "x").unwrap();
 
-        let named = tmp.path().join("etc/./crl.pem");
-        let plain = tmp.path().join("plain.yaml");
+        let named = root.join("etc/./crl.pem");
+        let plain = root.join("plain.yaml");
         let (paths, dirs) = watch_set([named.as_path(), plain.as_path()]);
-        let root = lexical(tmp.path());
         for p in [
-            "etc/crl.pem",
             "etc",
             "vol/crl.pem",
-            "vol/..data/crl.pem",
             "vol/..data",
             "vol/..2026_01/crl.pem",
             "plain.yaml",
         ] {
             assert!(paths.contains(&root.join(p)), "{p} missing from {paths:?}");
         }
-        for d in ["", "etc", "vol", "vol/..data", "vol/..2026_01"] {
+        for d in ["", "vol", "vol/..2026_01"] {
             let d = if d.is_empty() {
                 root.clone()
             } else {
@@ -228,14 +232,35 @@ mod tests {
     }
 
     #[test]
+    fn dot_dot_after_a_symlinked_folder_goes_up_from_where_the_link_leads() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        // etc -> opt/app/etc; the configuration names etc/../pki/crl.pem, which the kernel
+        // opens as opt/app/pki/crl.pem (lexically it would be pki/crl.pem, which is not there).
+        std::fs::create_dir_all(root.join("opt/app/etc")).unwrap();
+        std::fs::create_dir_all(root.join("opt/app/pki")).unwrap();
+        std::fs::write(root.join("opt/app/pki/crl.pem"), "x").unwrap();
+        symlink(root.join("opt/app/etc"), root.join("etc")).unwrap();
+        let (paths, dirs) = watch_set([root.join("etc/../pki/crl.pem").as_path()]);
+        assert!(
+            paths.contains(&root.join("opt/app/pki/crl.pem")),
+            "{paths:?}"
+        );
+        assert!(paths.contains(&root.join("etc")), "{paths:?}");
+        assert!(dirs.contains(&root.join("opt/app/pki")), "{dirs:?}");
+        assert!(!paths.contains(&root.join("pki/crl.pem")), "{paths:?}");
+    }
+
+    #[test]
     fn a_symlink_loop_ends() {
         use std::os::unix::fs::symlink;
         let tmp = tempfile::tempdir().unwrap();
-        symlink("b", tmp.path().join("a")).unwrap();
-        symlink("a", tmp.path().join("b")).unwrap();
-        let (paths, _) = watch_set([tmp.path().join("a").as_path()]);
-        assert!(paths.len() <= 2 * 40 + 1);
-        assert!(paths.contains(&lexical(&tmp.path().join("b"))));
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        symlink("b", root.join("a")).unwrap();
+        symlink("a", root.join("b")).unwrap();
+        let (paths, _) = watch_set([root.join("a").as_path()]);
+        assert!(paths.contains(&root.join("a")) && paths.contains(&root.join("b")));
     }
 
     #[test]

@@ -154,17 +154,31 @@ pub async fn wait_and_reload(
             _ = hup.recv() => { let _ = tx.try_send("SIGHUP"); }
             Some(why) = rx.recv() => {
                 tracing::info!(trigger = why, "reloading configuration");
-                let began = std::time::SystemTime::now();
-                if running.reload().is_ok() {
+                // What the watched files look like before the reload reads them.
+                let (paths, _) = sekisho_posture::watch::watch_set(
+                    running.watched_files().iter().map(|p| p.as_path()),
+                );
+                let paths: Vec<std::path::PathBuf> = paths.into_iter().collect();
+                let before = state(&paths);
+                // Off the runtime: with one CPU this task's thread is the only one serving
+                // requests, and a reload parses and builds everything again.
+                let r = running.clone();
+                let reloaded = tokio::task::spawn_blocking(move || r.reload().is_ok())
+                    .await
+                    .unwrap_or(false);
+                if reloaded {
                     // Watch what the new configuration reads: it may name other files, and a
-                    // swapped symlink now leads to another file in another folder.
-                    // (The old watcher stops when replaced, after the new one has started.)
-                    _watcher = watch(running);
-                    // A file changed between the reload reading it and the new watcher
-                    // starting would go unseen: look at the times once.
-                    if changed_since(&running.watched_files(), began) {
-                        let _ = tx.try_send("file change during reload");
+                    // swapped symlink now leads to another file in another folder. The old
+                    // watcher stays if the new one cannot start, and stops (dropping its
+                    // pending events) only once the new one has started.
+                    if let Some(w) = watch(running) {
+                        _watcher = Some(w);
                     }
+                }
+                // A change made while the reload ran may have been read half-way or gone to
+                // the old watcher: if anything differs from before, reload once more.
+                if state(&paths) != before {
+                    let _ = tx.try_send("file change during reload");
                 }
             }
             _ = term.recv() => return Ok(()),
@@ -173,15 +187,28 @@ pub async fn wait_and_reload(
     }
 }
 
-/// Whether any of `files` (or the file a symlink leads to) was modified between `t` and now.
-/// A time in the future (a file copied with its times from a machine whose clock is ahead)
-/// does not count: it would make every reload start another.
-fn changed_since(files: &[std::path::PathBuf], t: std::time::SystemTime) -> bool {
-    let now = std::time::SystemTime::now();
-    files.iter().any(|f| {
-        [std::fs::metadata(f), std::fs::symlink_metadata(f)]
-            .into_iter()
-            .flatten()
-            .any(|m| m.modified().is_ok_and(|m| m >= t && m <= now))
-    })
+/// Identity and times of each watched path (every symlink on the way to a configured file and
+/// the file behind it): device, inode, size, modification and change times. A file moved into place keeps its
+/// modification time but gets a new inode or change time, so this sees `mv`, `cp -p` and
+/// Kubernetes' `..data` swaps as well as edits.
+type FileState = Vec<Option<(u64, u64, u64, i64, i64, i64, i64)>>;
+
+fn state(paths: &[std::path::PathBuf]) -> FileState {
+    use std::os::unix::fs::MetadataExt;
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::symlink_metadata(p).ok().map(|m| {
+                (
+                    m.dev(),
+                    m.ino(),
+                    m.size(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                )
+            })
+        })
+        .collect()
 }
