@@ -66,9 +66,26 @@ pub struct SyslogTls {
 pub(crate) struct SyslogSender {
     tx: mpsc::Sender<Vec<u8>>,
     metrics: Arc<AuditMetrics>,
+    task: tokio::task::JoinHandle<()>,
 }
 
+/// How long closing the trail waits for the forwarder to send what is queued (the stop
+/// record, the last checkpoint). A forwarder that cannot reach its server gives up then; the
+/// local trail has everything anyway.
+pub(crate) const FINISH_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl SyslogSender {
+    /// Close the queue and let the forwarder send what is in it, for at most `within`.
+    /// Called from the writer's thread (not a runtime thread) when the trail closes: the
+    /// runtime may be dropped right after, which would cancel the forwarder mid-queue.
+    pub(crate) fn finish(self, rt: &tokio::runtime::Handle, within: std::time::Duration) {
+        let SyslogSender { tx, task, .. } = self;
+        drop(tx);
+        rt.block_on(async {
+            let _ = tokio::time::timeout(within, task).await;
+        });
+    }
+
     pub(crate) fn offer(&self, line: &[u8]) {
         if self.tx.try_send(line.to_vec()).is_err() {
             self.metrics.syslog_dropped.fetch_add(1, Ordering::Relaxed);
@@ -113,8 +130,8 @@ pub(crate) fn start(
         None => None,
     };
     let (tx, rx) = mpsc::channel(cfg.buffer.max(1));
-    tokio::spawn(forward(cfg, tls, rx, metrics.clone()));
-    Ok(SyslogSender { tx, metrics })
+    let task = tokio::spawn(forward(cfg, tls, rx, metrics.clone()));
+    Ok(SyslogSender { tx, metrics, task })
 }
 
 type Tls = (tokio_rustls::TlsConnector, ServerName<'static>);

@@ -650,7 +650,9 @@ impl Inner {
             };
             let Some(first) = first else {
                 // Every handle is gone.
-                return self.close(None);
+                let res = self.close(None);
+                self.finish_syslog(&rt);
+                return res;
             };
             // Batched mode: an append resolves once queued, so the writer may let records
             // gather for a moment before writing. Sleeping (rather than waiting on the
@@ -699,6 +701,7 @@ impl Inner {
                     self.handle_batch(rest);
                 }
                 let res = self.close(stop);
+                self.finish_syslog(&rt);
                 let reply = match &res {
                     Ok(()) => Ok(()),
                     Err(e) => Err(AuditError::Unavailable(e.to_string())),
@@ -1182,6 +1185,14 @@ impl Inner {
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "audit checkpoint could not be written");
             }
+        }
+    }
+
+    /// Let the syslog copy of the last records (the stop record, the final checkpoint) go out
+    /// before the trail reports itself closed.
+    fn finish_syslog(&mut self, rt: &tokio::runtime::Handle) {
+        if let Some(s) = self.syslog.take() {
+            s.finish(rt, crate::syslog::FINISH_WITHIN);
         }
     }
 

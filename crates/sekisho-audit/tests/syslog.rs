@@ -228,3 +228,56 @@ async fn reconnects_after_the_server_drops_the_connection() {
     assert!(h.metrics().syslog_errors >= 1);
     assert!(sekisho_audit::verify(dir.path()).unwrap().is_ok());
 }
+
+/// The gateway drops its runtime right after the trail closes. The syslog copy of the last
+/// records (here the stop record) must have gone out by then, not be cancelled in the queue.
+#[test]
+fn the_stop_record_reaches_syslog_before_the_trail_reports_closed() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    // Everything the forwarder sends, until it closes the connection.
+    // (Bounded waits: a forwarder cancelled before it connected never arrives.)
+    server.set_nonblocking(true).unwrap();
+    let received = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut conn = loop {
+            match server.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => return String::new(),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut all = Vec::new();
+        let _ = conn.read_to_end(&mut all);
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut cfg = AuditConfig::new(dir.path(), "gw");
+        cfg.syslog = Some(SyslogConfig::new(addr.to_string()));
+        let (h, task) = start(cfg, clock("2026-11-23T00:00:00Z"));
+        h.append(access(1, Decision::Allow)).await.unwrap();
+        h.shutdown(Some(sekisho_audit::Event::Stop(
+            sekisho_audit::record::StopEvent {
+                reason: "test".into(),
+            },
+        )))
+        .await
+        .unwrap();
+        task.await.unwrap().unwrap();
+    });
+    drop(rt);
+    let text = received.join().unwrap();
+    assert!(text.contains(r#""kind":"access""#), "{text}");
+    assert!(text.contains(r#""kind":"stop""#), "{text}");
+}
