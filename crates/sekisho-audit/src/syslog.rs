@@ -75,14 +75,14 @@ pub(crate) struct SyslogSender {
 pub(crate) const FINISH_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl SyslogSender {
-    /// Close the queue and let the forwarder send what is in it, for at most `within`.
+    /// Close the queue and let the forwarder send what is in it, for at most [`FINISH_WITHIN`].
     /// Called from the writer's thread (not a runtime thread) when the trail closes: the
     /// runtime may be dropped right after, which would cancel the forwarder mid-queue.
-    pub(crate) fn finish(self, rt: &tokio::runtime::Handle, within: std::time::Duration) {
+    pub(crate) fn finish(self, rt: &tokio::runtime::Handle) {
         let SyslogSender { tx, task, .. } = self;
         drop(tx);
         rt.block_on(async {
-            let _ = tokio::time::timeout(within, task).await;
+            let _ = tokio::time::timeout(FINISH_WITHIN, task).await;
         });
     }
 

@@ -1192,7 +1192,7 @@ impl Inner {
     /// before the trail reports itself closed.
     fn finish_syslog(&mut self, rt: &tokio::runtime::Handle) {
         if let Some(s) = self.syslog.take() {
-            s.finish(rt, crate::syslog::FINISH_WITHIN);
+            s.finish(rt);
         }
     }
 

@@ -598,23 +598,56 @@ async fn admin(
     Ok(resp)
 }
 
-/// Watches the configuration and the files it names; reloads on change (debounced).
-/// Returns a guard that stops watching when dropped.
-pub fn watch_files(
-    running: &Running,
-    on_change: impl Fn() + Send + 'static,
-) -> Result<
-    notify_debouncer_full::Debouncer<
+/// A running file watcher (watching stops when it is dropped) and what it watches.
+pub struct FileWatch {
+    _debouncer: notify_debouncer_full::Debouncer<
         notify_debouncer_full::notify::RecommendedWatcher,
         notify_debouncer_full::RecommendedCache,
     >,
-    String,
-> {
+    paths: Vec<PathBuf>,
+}
+
+/// Device, inode, size, modification and change time of each watched path (`None`: absent).
+pub type FileState = Vec<Option<(u64, u64, u64, i64, i64, i64, i64)>>;
+
+impl FileWatch {
+    /// The watched paths as they are now: every symlink on the way to a configured file and
+    /// the file behind it. A file moved into place keeps its modification time but gets a new
+    /// inode or change time, so comparing two states sees `mv`, `cp -p` and Kubernetes'
+    /// `..data` swaps as well as edits — what a watcher being replaced may have missed.
+    pub fn state(&self) -> FileState {
+        use std::os::unix::fs::MetadataExt;
+        self.paths
+            .iter()
+            .map(|p| {
+                std::fs::symlink_metadata(p).ok().map(|m| {
+                    (
+                        m.dev(),
+                        m.ino(),
+                        m.size(),
+                        m.mtime(),
+                        m.mtime_nsec(),
+                        m.ctime(),
+                        m.ctime_nsec(),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Watches the configuration and the files it names; calls `on_change` when one changes
+/// (debounced).
+pub fn watch_files(
+    running: &Running,
+    on_change: impl Fn() + Send + 'static,
+) -> Result<FileWatch, String> {
     use notify_debouncer_full::notify::RecursiveMode;
     // Each file, every symlink on the way to it and the real file behind them (a CRL behind
     // `ln -sfn`, a Kubernetes `..data` swap), and the folders that hold them.
     let listed = running.watched_files();
     let (watched, dirs) = sekisho_posture::watch::watch_set(listed.iter().map(|p| p.as_path()));
+    let paths: Vec<PathBuf> = watched.iter().cloned().collect();
     let mut debouncer = notify_debouncer_full::new_debouncer(
         Duration::from_millis(300),
         None,
@@ -651,5 +684,8 @@ pub fn watch_files(
     if watching == 0 {
         return Err("no folder of the configuration's files could be watched".into());
     }
-    Ok(debouncer)
+    Ok(FileWatch {
+        _debouncer: debouncer,
+        paths,
+    })
 }

@@ -160,11 +160,11 @@ async fn an_invalid_reload_is_refused_and_the_old_configuration_keeps_serving() 
 }
 
 /// The gateway's file watcher, reporting each reload it would start on the returned channel.
-/// Dropping the first element stops watching.
+/// Dropping the watcher stops watching.
 fn watch(
     gw: &Gw,
 ) -> (
-    Box<dyn std::any::Any>,
+    sekisho_gateway::server::FileWatch,
     tokio::sync::mpsc::UnboundedReceiver<()>,
 ) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -172,7 +172,7 @@ fn watch(
         let _ = tx.send(());
     })
     .unwrap();
-    (Box::new(watcher), rx)
+    (watcher, rx)
 }
 
 async fn noticed(rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
@@ -224,6 +224,34 @@ async fn reading_the_watched_files_does_not_trigger_a_reload() {
     // The watcher is alive: a real change is still noticed.
     gw.rewrite_config(&route_to(b.addr));
     noticed(&mut rx).await;
+}
+
+/// What `serve` compares around a reload to catch changes its watchers may have missed:
+/// reading changes nothing; a file replaced by one with the same size and modification time
+/// (`cp -p` then `mv`) does.
+#[tokio::test]
+async fn the_watched_state_changes_when_a_file_is_replaced_not_when_it_is_read() {
+    let a = echo("a", "127.0.10.68:0").await;
+    let gw = gateway(&route_to(a.addr)).await;
+    let (watcher, _rx) = watch(&gw);
+    let before = watcher.state();
+    assert!(
+        before.iter().all(Option::is_some),
+        "every watched path exists"
+    );
+    for f in gw.running.watched_files() {
+        std::fs::read(&f).unwrap();
+    }
+    assert_eq!(watcher.state(), before);
+    let config = &gw.config_path;
+    let copy = config.with_extension("copy");
+    std::fs::copy(config, &copy).unwrap();
+    let f = std::fs::File::options().write(true).open(&copy).unwrap();
+    f.set_modified(std::fs::metadata(config).unwrap().modified().unwrap())
+        .unwrap();
+    drop(f);
+    std::fs::rename(&copy, config).unwrap();
+    assert_ne!(watcher.state(), before, "same content and mtime, new file");
 }
 
 #[tokio::test]

@@ -145,7 +145,7 @@ pub async fn wait_and_reload(
             }
         }
     };
-    let mut _watcher = watch(running);
+    let mut watcher = watch(running);
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -155,29 +155,29 @@ pub async fn wait_and_reload(
             Some(why) = rx.recv() => {
                 tracing::info!(trigger = why, "reloading configuration");
                 // What the watched files look like before the reload reads them.
-                let (paths, _) = sekisho_posture::watch::watch_set(
-                    running.watched_files().iter().map(|p| p.as_path()),
-                );
-                let paths: Vec<std::path::PathBuf> = paths.into_iter().collect();
-                let before = state(&paths);
+                let before = watcher.as_ref().map(|w| w.state());
                 // Off the runtime: with one CPU this task's thread is the only one serving
                 // requests, and a reload parses and builds everything again.
                 let r = running.clone();
                 let reloaded = tokio::task::spawn_blocking(move || r.reload().is_ok())
                     .await
                     .unwrap_or(false);
-                if reloaded {
-                    // Watch what the new configuration reads: it may name other files, and a
-                    // swapped symlink now leads to another file in another folder. The old
-                    // watcher stays if the new one cannot start, and stops (dropping its
-                    // pending events) only once the new one has started.
-                    if let Some(w) = watch(running) {
-                        _watcher = Some(w);
-                    }
-                }
+                // Watch what the new configuration reads: it may name other files, and a
+                // swapped symlink now leads to another file in another folder. The new watcher
+                // starts before the old one is looked at and replaced (its pending events are
+                // dropped with it); the old one stays if the new one cannot start.
+                let next = if reloaded { watch(running) } else { None };
                 // A change made while the reload ran may have been read half-way or gone to
-                // the old watcher: if anything differs from before, reload once more.
-                if state(&paths) != before {
+                // the old watcher: if the old watcher's paths differ from before, reload once
+                // more.
+                let changed = watcher
+                    .as_ref()
+                    .zip(before)
+                    .is_some_and(|(w, before)| w.state() != before);
+                if next.is_some() {
+                    watcher = next;
+                }
+                if changed {
                     let _ = tx.try_send("file change during reload");
                 }
             }
@@ -185,30 +185,4 @@ pub async fn wait_and_reload(
             _ = int.recv() => return Ok(()),
         }
     }
-}
-
-/// Identity and times of each watched path (every symlink on the way to a configured file and
-/// the file behind it): device, inode, size, modification and change times. A file moved into place keeps its
-/// modification time but gets a new inode or change time, so this sees `mv`, `cp -p` and
-/// Kubernetes' `..data` swaps as well as edits.
-type FileState = Vec<Option<(u64, u64, u64, i64, i64, i64, i64)>>;
-
-fn state(paths: &[std::path::PathBuf]) -> FileState {
-    use std::os::unix::fs::MetadataExt;
-    paths
-        .iter()
-        .map(|p| {
-            std::fs::symlink_metadata(p).ok().map(|m| {
-                (
-                    m.dev(),
-                    m.ino(),
-                    m.size(),
-                    m.mtime(),
-                    m.mtime_nsec(),
-                    m.ctime(),
-                    m.ctime_nsec(),
-                )
-            })
-        })
-        .collect()
 }
