@@ -202,11 +202,17 @@ pub fn upstream_identity(
             .as_deref()
             .map(|p| p.version())
             .unwrap_or("none");
-        match signer.sign(id, route, device_id, version, rid, now) {
-            Ok(jwt) => {
-                if let Ok(v) = HeaderValue::from_str(&jwt) {
-                    headers.insert(h.clone(), v);
-                }
+        match signer.assertion(
+            id,
+            route,
+            device_id,
+            version,
+            rid,
+            now,
+            settings.assertion.reuse,
+        ) {
+            Ok(v) => {
+                headers.insert(h.clone(), v);
             }
             Err(e) => {
                 tracing::warn!(request_id = %rid, error = %e, "could not sign the upstream assertion")

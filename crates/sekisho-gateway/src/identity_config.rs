@@ -44,6 +44,9 @@ pub struct AssertionSettings {
     /// PEM of the EC P-256 signing key; `None`: a key is generated at start (single replica).
     pub key_pem: Option<String>,
     pub lifetime: Duration,
+    /// How long one assertion is reused for the same user, device, route and policy version
+    /// (default: half the lifetime); zero: a fresh assertion, with the request ID, per request.
+    pub reuse: Duration,
     pub issuer: String,
     /// Public JWKs of earlier keys, still published so upstreams can verify assertions
     /// signed before a key rotation.
@@ -466,6 +469,7 @@ pub fn decode(d: &mut Decoder, n: &Node, p: &Path, base: &FsPath) -> Option<Iden
         header: Some(HeaderName::from_static("x-sekisho-assertion")),
         key_pem: None,
         lifetime: Duration::from_secs(60),
+        reuse: Duration::from_secs(30),
         issuer: "sekisho".into(),
         retired_public_keys: Vec::new(),
     };
@@ -478,6 +482,7 @@ pub fn decode(d: &mut Decoder, n: &Node, p: &Path, base: &FsPath) -> Option<Iden
                 "key_file",
                 "retired_public_keys_file",
                 "lifetime",
+                "reuse",
                 "issuer",
             ],
         )?;
@@ -526,6 +531,24 @@ pub fn decode(d: &mut Decoder, n: &Node, p: &Path, base: &FsPath) -> Option<Iden
         }
         if !duration_into(d, &am, &ap, "lifetime", &mut assertion.lifetime) {
             return None;
+        }
+        assertion.reuse = assertion.lifetime / 2;
+        if let Some(v) = am.get("reuse") {
+            let reuse = d.duration(v, &ap.key("reuse"))?;
+            if reuse >= assertion.lifetime {
+                // A reused assertion would reach the upstream expired, or nearly so.
+                d.error(
+                    v,
+                    &ap.key("reuse"),
+                    format!(
+                        "must be shorter than the assertion's `lifetime` ({}): an assertion is sent for `reuse` after it is signed",
+                        humantime::format_duration(assertion.lifetime)
+                    ),
+                    Some("leave it out (half the lifetime), or `0s` to sign every request".into()),
+                );
+                return None;
+            }
+            assertion.reuse = reuse;
         }
     }
 

@@ -198,10 +198,20 @@ async fn staff_sign_in_reaches_the_portal_with_gateway_identity_only() {
     .unwrap()
     .claims;
     assert_eq!(claims["sub"], "alice");
-    assert_eq!(
-        claims["request_id"],
-        seen.headers["x-request-id"].to_str().unwrap()
-    );
+    assert_eq!(claims["groups"], serde_json::json!(["staff"]));
+    // Reused for the same user and route (the default `reuse`): no request ID in it, the
+    // request ID travels in X-Request-Id.
+    assert!(claims.get("request_id").is_none(), "{claims}");
+    let r = c
+        .get(format!("{}/portal", base(s.port)))
+        .headers(browser.headers())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let again = s.up.requests().pop().unwrap();
+    assert_eq!(again.headers["x-sekisho-assertion"], jwt.as_str());
+    assert_ne!(again.headers["x-request-id"], seen.headers["x-request-id"]);
 
     // whoami shows the session as the gateway sees it.
     let me: serde_json::Value = c

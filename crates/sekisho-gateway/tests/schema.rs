@@ -283,6 +283,7 @@ identity:
     header: X-Sekisho-Assertion
     key_file: assertion-key.pem
     lifetime: 2m
+    reuse: 45s
     issuer: https://gateway.example.lg.jp
 audit:
   dir: audit
@@ -445,4 +446,61 @@ fn duration_forms_agree_with_the_loader() {
             "devices.posture.inventory_max_age: {value:?}"
         );
     }
+}
+
+/// `identity.assertion.reuse` must leave a reused assertion time to live: shorter than the
+/// lifetime, or zero (one per request). Refused with where and how to fix.
+#[test]
+fn assertion_reuse_shorter_than_its_lifetime() {
+    let pki = Pki::new(&[SITE]);
+    let base = pki.dir.path().to_owned();
+    for (assertion, ok) in [
+        ("{ reuse: 0s }", true),
+        ("{ reuse: 59s }", true),
+        ("{ lifetime: 5m, reuse: 4m }", true),
+        ("{ reuse: 60s }", false),
+        ("{ lifetime: 10s, reuse: 30s }", false),
+    ] {
+        let text = full_yaml_with(
+            &pki,
+            &format!(
+                "identity:\n  bearer: {{ issuer: https://idp.example, audiences: [sekisho], jwks_uri: https://idp.example/jwks }}\n  assertion: {assertion}\n"
+            ),
+            &route("    access: public\n"),
+        );
+        match sekisho_gateway::config::from_str("test.yaml", &text, &base) {
+            Ok(c) if ok => {
+                let a = &c.identity.as_ref().unwrap().assertion;
+                assert!(a.reuse < a.lifetime, "{assertion}");
+            }
+            Ok(_) => panic!("{assertion}: accepted"),
+            Err(e) if !ok => {
+                let e = e.to_string();
+                let line = text
+                    .lines()
+                    .position(|l| l.contains("assertion: {"))
+                    .unwrap()
+                    + 1;
+                assert!(
+                    e.contains(&format!("test.yaml:{line}:"))
+                        && e.contains("identity.assertion.reuse")
+                        && e.contains("shorter than the assertion's `lifetime`")
+                        && e.contains("hint"),
+                    "{assertion}: {e}"
+                );
+            }
+            Err(e) => panic!("{assertion}: {e}"),
+        }
+    }
+    // Left out: half the lifetime.
+    let text = full_yaml_with(
+        &pki,
+        "identity:\n  bearer: { issuer: https://idp.example, audiences: [sekisho], jwks_uri: https://idp.example/jwks }\n  assertion: { lifetime: 2m }\n",
+        &route("    access: public\n"),
+    );
+    let c = sekisho_gateway::config::from_str("test.yaml", &text, &base).unwrap();
+    assert_eq!(
+        c.identity.unwrap().assertion.reuse,
+        std::time::Duration::from_secs(60)
+    );
 }

@@ -93,6 +93,15 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // What a request pays once the assertion for its user, device and route is signed.
+    let reuse = Duration::from_secs(30);
+    c.bench_function("assertion_reused", |b| {
+        b.iter(|| {
+            signer
+                .assertion(&id, "payroll", Some("dev-42"), "pv-1", "req-1", now, reuse)
+                .unwrap()
+        })
+    });
 }
 
 criterion_group!(benches, bench);
