@@ -535,16 +535,17 @@ pub fn decode(d: &mut Decoder, n: &Node, p: &Path, base: &FsPath) -> Option<Iden
         assertion.reuse = assertion.lifetime / 2;
         if let Some(v) = am.get("reuse") {
             let reuse = d.duration(v, &ap.key("reuse"))?;
-            if reuse >= assertion.lifetime {
-                // A reused assertion would reach the upstream expired, or nearly so.
+            if reuse > assertion.lifetime / 2 {
+                // A reused assertion must reach the upstream with time to spare for clock
+                // differences: at least half its lifetime.
                 d.error(
                     v,
                     &ap.key("reuse"),
                     format!(
-                        "must be shorter than the assertion's `lifetime` ({}): an assertion is sent for `reuse` after it is signed",
+                        "must be at most half the assertion's `lifetime` ({}): an assertion is sent for up to `reuse` after it is signed, and must arrive with at least half its lifetime left",
                         humantime::format_duration(assertion.lifetime)
                     ),
-                    Some("leave it out (half the lifetime), or `0s` to sign every request".into()),
+                    Some("leave it out (half the lifetime), lengthen `lifetime`, or `0s` to sign every request".into()),
                 );
                 return None;
             }

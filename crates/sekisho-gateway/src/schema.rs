@@ -577,8 +577,8 @@ fn identity() -> Value {
             "retired_public_keys_file": path("JWKS file ({\"keys\": [...]}) of earlier public keys, still published at /.sekisho/jwks.json during a key rotation. The assertion settings reload without a restart.",
                              "鍵の切り替え中も /.sekisho/jwks.json で公開し続ける旧公開鍵の JWKS ファイル。アサーションの設定は再起動なしで再読み込みされます。"),
             "lifetime": duration("How long an assertion is valid.", "アサーションの有効期間。", "60s"),
-            "reuse": duration("How long one assertion is reused for the same user, device, route and policy version (default: half the lifetime; shorter than `lifetime`). `0s`: a fresh assertion per request, with its `request_id`. Signing is the costliest step of a request.",
-                              "同じ利用者・端末・ルート・ポリシー版に同じアサーションを再利用する時間 (既定: 有効期間の半分。`lifetime` より短く)。`0s` でリクエストごとに新しいアサーション (`request_id` 入り)。署名はリクエスト処理で最も重い処理です。", "30s"),
+            "reuse": duration("How long one assertion is reused for the same user, device, route and policy version (default and most: half the lifetime). `0s`: a fresh assertion per request, with its `request_id`. Signing is the costliest step of a request.",
+                              "同じ利用者・端末・ルート・ポリシー版に同じアサーションを再利用する時間 (既定かつ上限: 有効期間の半分)。`0s` でリクエストごとに新しいアサーション (`request_id` 入り)。署名はリクエスト処理で最も重い処理です。", "30s"),
             "issuer": with(string("`iss` of the assertion.", "アサーションの `iss`。"), json!({"default": "sekisho"}))
         }),
     );

@@ -280,6 +280,14 @@ fn build_signer(
             )
             .map_err(|e| e.to_string())?,
         )),
-        (Some(_), None) => rt.generated_signer.clone(),
+        // The generated key outlives reloads (a new one would leave upstreams with a JWKS that
+        // no longer has it); a changed issuer or lifetime gets a signer of its own with it.
+        (Some(_), None) => rt.generated_signer.as_ref().map(|s| {
+            if s.issuer() == a.issuer && s.lifetime() == a.lifetime {
+                s.clone()
+            } else {
+                Arc::new(s.reconfigured(&a.issuer, a.lifetime))
+            }
+        }),
     })
 }

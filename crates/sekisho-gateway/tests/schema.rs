@@ -448,7 +448,7 @@ fn duration_forms_agree_with_the_loader() {
     }
 }
 
-/// `identity.assertion.reuse` must leave a reused assertion time to live: shorter than the
+/// `identity.assertion.reuse` must leave a reused assertion time to live: at most half the
 /// lifetime, or zero (one per request). Refused with where and how to fix.
 #[test]
 fn assertion_reuse_shorter_than_its_lifetime() {
@@ -456,9 +456,10 @@ fn assertion_reuse_shorter_than_its_lifetime() {
     let base = pki.dir.path().to_owned();
     for (assertion, ok) in [
         ("{ reuse: 0s }", true),
-        ("{ reuse: 59s }", true),
-        ("{ lifetime: 5m, reuse: 4m }", true),
-        ("{ reuse: 60s }", false),
+        ("{ reuse: 30s }", true),
+        ("{ lifetime: 5m, reuse: 150s }", true),
+        ("{ reuse: 31s }", false),
+        ("{ lifetime: 5m, reuse: 4m }", false),
         ("{ lifetime: 10s, reuse: 30s }", false),
     ] {
         let text = full_yaml_with(
@@ -471,7 +472,7 @@ fn assertion_reuse_shorter_than_its_lifetime() {
         match sekisho_gateway::config::from_str("test.yaml", &text, &base) {
             Ok(c) if ok => {
                 let a = &c.identity.as_ref().unwrap().assertion;
-                assert!(a.reuse < a.lifetime, "{assertion}");
+                assert!(a.reuse <= a.lifetime / 2, "{assertion}");
             }
             Ok(_) => panic!("{assertion}: accepted"),
             Err(e) if !ok => {
@@ -484,7 +485,7 @@ fn assertion_reuse_shorter_than_its_lifetime() {
                 assert!(
                     e.contains(&format!("test.yaml:{line}:"))
                         && e.contains("identity.assertion.reuse")
-                        && e.contains("shorter than the assertion's `lifetime`")
+                        && e.contains("at most half the assertion's `lifetime`")
                         && e.contains("hint"),
                     "{assertion}: {e}"
                 );

@@ -195,20 +195,21 @@ struct SigningKey {
 pub struct AssertionSigner {
     issuer: String,
     lifetime: std::time::Duration,
-    current: SigningKey,
+    current: std::sync::Arc<SigningKey>,
     jwks: serde_json::Value,
     /// Assertions already signed, by a digest of everything they say except their times and
     /// ID ([`subject_key`]): a hit is only ever the same claims.
     reused: moka::sync::Cache<[u8; 32], std::sync::Arc<Minted>>,
 }
 
-/// Most assertions kept for reuse: one per (user, device, route) in use within `reuse`; a
-/// town's staff × routes fits many times over, and an entry is about 1 KB.
-const REUSE_CAPACITY: u64 = 20_000;
+/// Bytes of assertions kept for reuse: one per (user, device, route) in use within `reuse`.
+/// An assertion is about 600 bytes plus its groups, so a town's staff × routes fits many
+/// times over; a user with hundreds of groups weighs what they weigh.
+const REUSE_CAPACITY_BYTES: u64 = 32 << 20;
 
 struct Minted {
-    /// When it was signed (its `iat`), in milliseconds.
-    at_ms: i64,
+    /// Its `iat` (= `nbf`), in milliseconds: whole seconds, at or before the signing time.
+    iat_ms: i64,
     value: HeaderValue,
 }
 
@@ -274,20 +275,37 @@ impl AssertionSigner {
         Ok(AssertionSigner {
             issuer: issuer.into(),
             lifetime,
-            current: SigningKey {
+            current: std::sync::Arc::new(SigningKey {
                 kid,
                 key,
                 header_b64,
                 jwk,
-            },
+            }),
             jwks: serde_json::json!({ "keys": keys }),
-            reused: moka::sync::Cache::builder()
-                .max_capacity(REUSE_CAPACITY)
-                // Housekeeping only: whether an entry may still be used is decided against the
-                // caller's clock in `assertion`.
-                .time_to_live(lifetime)
-                .build(),
+            reused: reuse_cache(lifetime),
         })
+    }
+
+    /// The same key and published keys with another issuer or lifetime, and nothing reused
+    /// from before (a reused assertion must say what this signer would say).
+    pub fn reconfigured(&self, issuer: &str, lifetime: std::time::Duration) -> Self {
+        AssertionSigner {
+            issuer: issuer.to_owned(),
+            lifetime,
+            current: self.current.clone(),
+            jwks: self.jwks.clone(),
+            reused: reuse_cache(lifetime),
+        }
+    }
+
+    /// The `iss` of its assertions.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// How long its assertions are valid (`exp − iat`, whole seconds of it).
+    pub fn lifetime(&self) -> std::time::Duration {
+        self.lifetime
     }
 
     /// A signer with a fresh key (development and tests). Returns the PEM so it can be stored.
@@ -314,10 +332,11 @@ impl AssertionSigner {
         self.jwks.to_string()
     }
 
-    /// The assertion header for a request: an assertion signed at most `reuse` ago for the same
-    /// claims, or a fresh one. `reuse` must be shorter than the lifetime (the configuration
-    /// checks it), so a reused assertion still has `lifetime − reuse` to live when it is sent.
-    /// `reuse` zero: a fresh assertion per request, with `request_id` and `jti` = the request ID.
+    /// The assertion header for a request: an assertion for the same claims whose `iat` is less
+    /// than `reuse` ago, or a fresh one. A reused assertion is valid already (`nbf` ≤ now) and
+    /// has more than `lifetime − reuse` left; the configuration keeps `reuse` at most half the
+    /// lifetime. `reuse` zero: a fresh assertion per request, with `request_id` and `jti` = the
+    /// request ID.
     #[allow(clippy::too_many_arguments)]
     pub fn assertion(
         &self,
@@ -331,6 +350,11 @@ impl AssertionSigner {
     ) -> Result<HeaderValue, IdentityError> {
         let header = |jws: String| {
             HeaderValue::try_from(jws)
+                .map(|mut v| {
+                    // A credential: never into an HTTP/2 upstream's HPACK table.
+                    v.set_sensitive(true);
+                    v
+                })
                 .map_err(|_| IdentityError::Config("assertion is not a header value".into()))
         };
         let reuse_ms = i64::try_from(reuse.as_millis()).unwrap_or(i64::MAX);
@@ -347,8 +371,10 @@ impl AssertionSigner {
         let key = subject_key(&self.issuer, identity, route, device_id, policy_version);
         let now_ms = now.as_millisecond();
         if let Some(m) = self.reused.get(&key) {
-            // An assertion from a clock that has since gone back would not be valid yet (`nbf`).
-            let age = now_ms - m.at_ms;
+            // Age from the `iat` it says, not from when it was signed (up to a second later),
+            // so `exp − now > lifetime − reuse` holds exactly. An assertion from a clock that
+            // has since gone back would not be valid yet (`nbf`).
+            let age = now_ms - m.iat_ms;
             if (0..reuse_ms).contains(&age) {
                 return Ok(m.value.clone());
             }
@@ -369,7 +395,7 @@ impl AssertionSigner {
         self.reused.insert(
             key,
             std::sync::Arc::new(Minted {
-                at_ms: now_ms,
+                iat_ms: now.as_second() * 1000,
                 value: value.clone(),
             }),
         );
@@ -442,6 +468,20 @@ impl AssertionSigner {
         jws.push_str(&URL_SAFE_NO_PAD.encode(sig.as_ref()));
         Ok(jws)
     }
+}
+
+fn reuse_cache(
+    lifetime: std::time::Duration,
+) -> moka::sync::Cache<[u8; 32], std::sync::Arc<Minted>> {
+    moka::sync::Cache::builder()
+        .weigher(|_, m: &std::sync::Arc<Minted>| {
+            u32::try_from(m.value.len() + 100).unwrap_or(u32::MAX)
+        })
+        .max_capacity(REUSE_CAPACITY_BYTES)
+        // Housekeeping only: whether an entry may still be used is decided against the
+        // caller's clock in `assertion`.
+        .time_to_live(lifetime)
+        .build()
 }
 
 /// A digest of every claim of an assertion except `iat`, `nbf`, `exp`, `jti` and `request_id`.
@@ -698,6 +738,50 @@ mod tests {
         let back = get(&a, "payroll", Some("dev-1"), "pv-1", "req-5", t0);
         assert_ne!(back, later);
         assert_eq!(decoded(&signer, &back, "payroll").iat, t0.as_second());
+
+        // Signed 0.9 s into a second: `iat` is that whole second, and the window counts from
+        // it, so the upstream still gets more than `lifetime − reuse` of validity.
+        let b = alice(&["b"]);
+        let signed = get(&b, "payroll", None, "pv-1", "r", at(900));
+        assert_eq!(decoded(&signer, &signed, "payroll").iat, t0.as_second());
+        assert_eq!(get(&b, "payroll", None, "pv-1", "r", at(29_999)), signed);
+        assert_ne!(get(&b, "payroll", None, "pv-1", "r", at(30_000)), signed);
+
+        let v = signer
+            .assertion(&a, "payroll", None, "pv-1", "r", t0, reuse)
+            .unwrap();
+        assert!(v.is_sensitive(), "kept out of HPACK tables");
+    }
+
+    #[test]
+    fn reconfigured_signer_keeps_its_key_and_reuses_nothing_from_before() {
+        let (signer, _) =
+            AssertionSigner::generate("s", std::time::Duration::from_secs(60)).unwrap();
+        let id = VerifiedIdentity::dangerous_unverified(
+            "iss",
+            "alice",
+            vec![],
+            vec![],
+            AuthMethod::Session,
+        );
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let reuse = std::time::Duration::from_secs(30);
+        let before = signer
+            .assertion(&id, "r", None, "v", "q", now, reuse)
+            .unwrap();
+        let longer = signer.reconfigured("s2", std::time::Duration::from_secs(300));
+        assert_eq!(
+            longer.jwks_json(),
+            signer.jwks_json(),
+            "same published keys"
+        );
+        assert_eq!((longer.issuer(), longer.lifetime().as_secs()), ("s2", 300));
+        let after = longer
+            .assertion(&id, "r", None, "v", "q", now, reuse)
+            .unwrap();
+        assert_ne!(after, before);
+        let c = decoded(&longer, after.to_str().unwrap(), "r");
+        assert_eq!((c.iss.as_str(), c.exp - c.iat), ("s2", 300));
     }
 
     #[test]
