@@ -77,7 +77,7 @@ pub use error::AuditError;
 pub use record::{
     AccessEvent, AccessResultEvent, ConfigErrorEvent, ConfigReloadEvent, Decision,
     DeviceCertFailureEvent, DeviceInfo, Event, LoginEvent, LoginFailureEvent, PostureFact, Reason,
-    Record, SessionEvent, StartEvent, StepUpEvent, StopEvent, UserInfo,
+    Record, SessionEvent, StartEvent, StepUpEvent, StopEvent, Text, UserInfo,
 };
 pub use verify::{VerifyOptions, VerifyReport, verify, verify_with};
 pub use writer::{

@@ -261,7 +261,7 @@ pub fn row(loc: &Located, show_query: bool) -> Vec<String> {
             v.insert("zone", a.zone.clone());
             v.insert("listener", a.listener.clone());
             v.insert("route", opt(&a.route));
-            v.insert("method", a.method.clone());
+            v.insert("method", a.method.to_string());
             v.insert("host", a.host.clone());
             let path = match (&a.query, show_query) {
                 (Some(q), true) => format!("{}?{q}", a.path),
@@ -295,7 +295,7 @@ pub fn row(loc: &Located, show_query: bool) -> Vec<String> {
                 "reason_codes",
                 a.reasons
                     .iter()
-                    .map(|x| x.code.as_str())
+                    .map(|x| x.code.as_ref())
                     .collect::<Vec<_>>()
                     .join(";"),
             );

@@ -11,6 +11,10 @@ use jiff::{Timestamp, tz::TimeZone};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// Text that is most often a constant (a fact name, a reason, a method): borrowed when it is,
+/// so the request path does not allocate a copy of it for every record.
+pub type Text = std::borrow::Cow<'static, str>;
+
 /// Schema version written in every record's `v` field.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -193,12 +197,12 @@ pub struct UserInfo {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PostureFact {
     /// Fact name, e.g. `managed`, `compliant`, `os_version`.
-    pub name: String,
+    pub name: Text,
     /// Its value as text.
-    pub value: String,
+    pub value: Text,
     /// Which source said so (inventory, signed assertion …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<Text>,
     /// Age of the fact in seconds when the decision was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age_secs: Option<u64>,
@@ -221,13 +225,13 @@ pub struct DeviceInfo {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Reason {
     /// Stable code, e.g. `mfa_required`, `device_not_compliant`.
-    pub code: String,
+    pub code: Text,
     /// Text in Japanese.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ja: Option<String>,
+    pub ja: Option<Text>,
     /// Text in English.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub en: Option<String>,
+    pub en: Option<Text>,
 }
 
 /// An access decision. Written before anything is forwarded.
@@ -247,7 +251,7 @@ pub struct AccessEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
     /// HTTP method.
-    pub method: String,
+    pub method: Text,
     /// Host the client asked for.
     pub host: String,
     /// Canonical path (what was routed, decided and forwarded). Never the query string.

@@ -113,7 +113,7 @@ pub fn stats(records: &[Located], hours: &OfficeHours) -> Stats {
                             *s.deny_by_reason.entry("-".into()).or_default() += 1;
                         }
                         for r in &a.reasons {
-                            *s.deny_by_reason.entry(r.code.clone()).or_default() += 1;
+                            *s.deny_by_reason.entry(r.code.to_string()).or_default() += 1;
                         }
                     }
                 }

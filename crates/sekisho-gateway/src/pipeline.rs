@@ -650,10 +650,10 @@ impl AccessRecord {
         rid: &str,
         device: &crate::device::DeviceView,
     ) -> AccessRecord {
-        let posture = |name: &str, f: &sekisho_policy::Fact<bool>| match f {
+        let posture = |name: &'static str, f: &sekisho_policy::Fact<bool>| match f {
             sekisho_policy::Fact::Known { value, .. } => Some(sekisho_audit::PostureFact {
-                name: name.to_owned(),
-                value: value.to_string(),
+                name: name.into(),
+                value: if *value { "true" } else { "false" }.into(),
                 source: None,
                 age_secs: None,
             }),
@@ -685,7 +685,7 @@ impl AccessRecord {
                 request_id: rid.to_owned(),
                 zone: conn.zone.clone(),
                 listener: conn.listener.clone(),
-                method: method.as_str().to_owned(),
+                method: method_text(method),
                 host: target.host.clone(),
                 path: target.path.clone(),
                 // The query may carry personal data or tokens: never recorded.
@@ -718,7 +718,7 @@ impl AccessRecord {
         self,
         decision: Decision,
         rule: Option<String>,
-        why: &str,
+        why: &'static str,
         reasons: &[&'static sekisho_policy::Reason],
         status: Option<u16>,
     ) -> Event {
@@ -730,7 +730,7 @@ impl AccessRecord {
         e.rule = rule;
         e.reasons = if reasons.is_empty() {
             vec![sekisho_audit::Reason {
-                code: why.to_owned(),
+                code: why.into(),
                 ja: None,
                 en: None,
             }]
@@ -738,9 +738,9 @@ impl AccessRecord {
             reasons
                 .iter()
                 .map(|r| sekisho_audit::Reason {
-                    code: r.code.to_owned(),
-                    ja: Some(r.ja.to_owned()),
-                    en: Some(r.en.to_owned()),
+                    code: r.code.into(),
+                    ja: Some(r.ja.into()),
+                    en: Some(r.en.into()),
                 })
                 .collect()
         };
@@ -751,7 +751,7 @@ impl AccessRecord {
     fn denied(
         self,
         rule: Option<String>,
-        why: &str,
+        why: &'static str,
         reasons: &[&'static sekisho_policy::Reason],
         resp: Response<Body>,
     ) -> (Event, Response<Body>) {
@@ -765,6 +765,28 @@ impl AccessRecord {
             ),
             resp,
         )
+    }
+}
+
+/// The method for the record, without a copy for the standard ones.
+fn method_text(m: &Method) -> sekisho_audit::Text {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const NAMES: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().position(|s| s == m) {
+        Some(i) => NAMES[i].into(),
+        None => m.as_str().to_owned().into(),
     }
 }
 
