@@ -541,6 +541,15 @@ idle_rss() { # target pid url connect [extra args]
 # ---------------------------------------------------------------------------- run
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "pinning: $PINNING; load average $LOAD_BEFORE"
+# A server left over from an earlier run (or anything else) on one of these ports would answer
+# in place of the one under test: every figure would be wrong. Refuse instead.
+for addr in "$UP_HTTP" "$UP_TLS" "$NGINX_PLAIN" "$NGINX_MTLS" "$APACHE" "$SEK" "$SEK_ADMIN"; do
+    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+        echo "something already listens on $addr (an earlier benchmark's server?): stop it first" >&2
+        ss -ltnp 2>/dev/null | grep -F " $addr " >&2 || true
+        exit 1
+    fi
+done
 log "starting the upstream"
 mkdir -p "$WORK/up/tmp" "$WORK/px/tmp"
 chown -R www-data "$WORK/up/tmp" "$WORK/px/tmp" 2>/dev/null || true
