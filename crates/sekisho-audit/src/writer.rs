@@ -390,6 +390,24 @@ impl AuditHandle {
             .map_err(|_| AuditError::Closed)?;
         rx.await.map_err(|_| AuditError::Closed)?
     }
+
+    /// [`AuditHandle::shutdown`], giving up after `limit`: a disk that stops answering (a
+    /// dead NFS server, a failing device) must not keep the gateway from stopping. What was
+    /// fsynced before stays verifiable; a line cut short is what `verify` reports and the
+    /// writer repairs, recording that it did, on the next start.
+    pub async fn shutdown_within(
+        &self,
+        stop: Option<Event>,
+        limit: Duration,
+    ) -> Result<(), AuditError> {
+        match tokio::time::timeout(limit, self.shutdown(stop)).await {
+            Ok(r) => r,
+            Err(_) => Err(AuditError::Unavailable(format!(
+                "the trail did not close within {} (the disk is not answering)",
+                format_args!("{:?}", limit)
+            ))),
+        }
+    }
 }
 
 /// How long the batched writer lets records gather before a write: a tenth of `max_delay`,

@@ -589,3 +589,36 @@ async fn strict_records_refused_after_a_failed_fsync_leave_no_trace() {
     assert_eq!(kinds(dir.path()), ["access", "recovered"]);
     assert!(verify(dir.path()).unwrap().is_ok());
 }
+
+/// A disk that stops answering must not keep the gateway from stopping: `shutdown_within`
+/// gives up with a clear error, and nothing accepted is lost once the disk answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_up_on_a_hung_fsync_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = FaultInjector::new();
+    let mut cfg = strict_cfg(dir.path());
+    cfg.fault_injection = Some(fault.clone());
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    h.append(access(1, Decision::Allow)).await.unwrap();
+    fault.hold_fsync();
+    // The limit is what is under test, so it is a real (short) one: the writer is a thread
+    // of its own, blocked in the held fsync, and no clock of the test's can move it.
+    let err = h
+        .shutdown_within(stop(), Duration::from_millis(300))
+        .await
+        .expect_err("a hung fsync cannot close the trail");
+    assert!(
+        matches!(&err, AuditError::Unavailable(why) if why.contains("did not close within")),
+        "{err}"
+    );
+    assert_eq!(
+        fault.fsyncs_waiting(),
+        1,
+        "the writer is still in its fsync"
+    );
+    fault.release_fsync();
+    task.await.unwrap().unwrap();
+    assert_eq!(kinds(dir.path()), ["access", "stop"]);
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+}

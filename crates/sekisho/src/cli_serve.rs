@@ -86,7 +86,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     init_logging(&logging);
     let rt = runtime()?;
-    rt.block_on(run(&args.config))
+    let code = rt.block_on(run(&args.config));
+    // Dropping a runtime waits for its blocking threads for ever; the audit writer's may be
+    // stuck in an fsync the disk never answers (the stop above has already given up on it).
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    code
 }
 
 /// The gateway's scheduler. With one CPU to run on (a 1-vCPU VM, a container limited to one
