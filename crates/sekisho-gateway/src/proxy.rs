@@ -54,6 +54,9 @@ impl ForwardError {
 /// The upstreams of one route and the client that reaches them.
 pub struct UpstreamPool {
     pub route: Arc<Route>,
+    /// Scheme and authority of each upstream, parsed once: every forwarded request's URI is
+    /// built from them and its path, without formatting and parsing a URI per request.
+    bases: Vec<(http::uri::Scheme, http::uri::Authority)>,
     client: Client<ZoneConnector, Reclaim>,
     next: AtomicUsize,
     /// Per upstream: milliseconds since `epoch` until which it is skipped.
@@ -83,7 +86,17 @@ impl UpstreamPool {
             .pool_max_idle_per_host(256)
             .http2_only(route.upstream_http2);
         let client = builder.build(connector);
+        let bases = route
+            .upstreams
+            .iter()
+            .map(|up| {
+                http::uri::Authority::try_from(up.authority())
+                    .map(|a| (up.scheme.clone(), a))
+                    .map_err(|e| format!("upstream {up}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(UpstreamPool {
+            bases,
             down_until: route.upstreams.iter().map(|_| AtomicU64::new(0)).collect(),
             route,
             client,
@@ -124,15 +137,30 @@ impl UpstreamPool {
         let (parts, body) = req.into_parts();
         let slot = Arc::new(Mutex::new(Some(body)));
         let mut last_err = None;
-        for i in self.order() {
+        let order = self.order();
+        let tries = order.len();
+        let mut parts = Some(parts);
+        for (n, i) in order.into_iter().enumerate() {
             let up = &self.route.upstreams[i];
-            let mut p = parts.clone();
-            let pq = parts
+            let (scheme, authority) = &self.bases[i];
+            // The request head is copied only while another upstream may still be tried.
+            let head = if n + 1 == tries {
+                parts.take()
+            } else {
+                parts.clone()
+            };
+            let Some(mut p) = head else { break };
+            let pq = p
                 .uri
                 .path_and_query()
-                .map(|pq| pq.as_str())
-                .unwrap_or("/");
-            p.uri = match format!("{}://{}{}", up.scheme, up.authority(), pq).parse() {
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+            p.uri = match http::Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority.clone())
+                .path_and_query(pq)
+                .build()
+            {
                 Ok(u) => u,
                 Err(e) => return Err(ForwardError::Protocol(e.to_string())),
             };
