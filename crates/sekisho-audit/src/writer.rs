@@ -403,8 +403,7 @@ impl AuditHandle {
         match tokio::time::timeout(limit, self.shutdown(stop)).await {
             Ok(r) => r,
             Err(_) => Err(AuditError::Unavailable(format!(
-                "the trail did not close within {} (the disk is not answering)",
-                format_args!("{:?}", limit)
+                "the trail did not close within {limit:?} (the disk is not answering)"
             ))),
         }
     }

@@ -17,6 +17,21 @@ fn strict_cfg(dir: &std::path::Path) -> AuditConfig {
     c
 }
 
+/// A strict trail in `dir` whose writes and fsyncs the test controls through the injector.
+fn strict_with_faults(
+    dir: &std::path::Path,
+) -> (
+    sekisho_audit::AuditHandle,
+    tokio::task::JoinHandle<Result<(), AuditError>>,
+    FaultInjector,
+) {
+    let fault = FaultInjector::new();
+    let mut cfg = strict_cfg(dir);
+    cfg.fault_injection = Some(fault.clone());
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    (h, task, fault)
+}
+
 /// While the trail is down the writer retries every 5 ms, and each attempt writes (part of)
 /// a line and cuts it off again; a test reading the file during one would see those bytes.
 /// From here on retries write nothing; returns once two more have failed (the second began
@@ -77,10 +92,7 @@ async fn records_are_chained_numbered_and_timestamped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_append_resolves_only_after_fsync() {
     let dir = tempfile::tempdir().unwrap();
-    let fault = FaultInjector::new();
-    let mut cfg = strict_cfg(dir.path());
-    cfg.fault_injection = Some(fault.clone());
-    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let (h, task, fault) = strict_with_faults(dir.path());
     fault.hold_fsync();
     let h2 = h.clone();
     let pending = tokio::spawn(async move { h2.append(access(1, Decision::Allow)).await });
@@ -128,10 +140,7 @@ async fn batched_append_resolves_before_fsync_and_is_on_disk_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_fails_closed_and_recovers_on_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let fault = FaultInjector::new();
-    let mut cfg = strict_cfg(dir.path());
-    cfg.fault_injection = Some(fault.clone());
-    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let (h, task, fault) = strict_with_faults(dir.path());
     let mut health = h.subscribe_health();
     h.append(access(1, Decision::Allow)).await.unwrap();
 
@@ -569,10 +578,7 @@ async fn works_on_a_current_thread_runtime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_records_refused_after_a_failed_fsync_leave_no_trace() {
     let dir = tempfile::tempdir().unwrap();
-    let fault = FaultInjector::new();
-    let mut cfg = strict_cfg(dir.path());
-    cfg.fault_injection = Some(fault.clone());
-    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let (h, task, fault) = strict_with_faults(dir.path());
     h.append(access(1, Decision::Allow)).await.unwrap();
     fault.fail_fsync(FaultKind::Io);
     assert!(h.append(access(2, Decision::Allow)).await.is_err());
@@ -595,10 +601,7 @@ async fn strict_records_refused_after_a_failed_fsync_leave_no_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_gives_up_on_a_hung_fsync_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let fault = FaultInjector::new();
-    let mut cfg = strict_cfg(dir.path());
-    cfg.fault_injection = Some(fault.clone());
-    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let (h, task, fault) = strict_with_faults(dir.path());
     h.append(access(1, Decision::Allow)).await.unwrap();
     fault.hold_fsync();
     // The limit is what is under test, so it is a real (short) one: the writer is a thread

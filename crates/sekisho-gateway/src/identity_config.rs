@@ -464,12 +464,13 @@ pub fn decode(d: &mut Decoder, n: &Node, p: &Path, base: &FsPath) -> Option<Iden
         }
     }
 
+    const ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
     let ap = p.key("assertion");
     let mut assertion = AssertionSettings {
         header: Some(HeaderName::from_static("x-sekisho-assertion")),
         key_pem: None,
-        lifetime: Duration::from_secs(60),
-        reuse: Duration::from_secs(30),
+        lifetime: ASSERTION_LIFETIME,
+        reuse: ASSERTION_LIFETIME / 2,
         issuer: "sekisho".into(),
         retired_public_keys: Vec::new(),
     };
@@ -532,6 +533,7 @@ pub fn decode(d: &mut Decoder, n: &Node, p: &Path, base: &FsPath) -> Option<Iden
         if !duration_into(d, &am, &ap, "lifetime", &mut assertion.lifetime) {
             return None;
         }
+        // Left out: half the lifetime, whatever the lifetime is.
         assertion.reuse = assertion.lifetime / 2;
         if let Some(v) = am.get("reuse") {
             let reuse = d.duration(v, &ap.key("reuse"))?;

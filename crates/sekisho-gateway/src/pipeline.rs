@@ -770,22 +770,11 @@ impl AccessRecord {
 
 /// The method for the record, without a copy for the standard ones.
 fn method_text(m: &Method) -> sekisho_audit::Text {
-    const STANDARD: [Method; 9] = [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::PATCH,
-        Method::CONNECT,
-        Method::TRACE,
-    ];
-    const NAMES: [&str; 9] = [
+    const STANDARD: [&str; 9] = [
         "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
     ];
-    match STANDARD.iter().position(|s| s == m) {
-        Some(i) => NAMES[i].into(),
+    match STANDARD.into_iter().find(|s| *s == m.as_str()) {
+        Some(s) => s.into(),
         None => m.as_str().to_owned().into(),
     }
 }

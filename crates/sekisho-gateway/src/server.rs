@@ -659,15 +659,10 @@ pub fn watch_files(
         Duration::from_millis(300),
         None,
         move |res: notify_debouncer_full::DebounceEventResult| {
+            // Opens and reads are reported too, and a reload reads these files itself:
+            // only content changes (or lost events) count.
             if let Ok(events) = res
-                && events.iter().any(|e| {
-                    // Opens and reads are reported too; a reload reads these files itself.
-                    // A lost-events notice (inotify queue overflow) may hide a new CRL:
-                    // reload then too.
-                    e.need_rescan()
-                        || (sekisho_posture::watch::changes_content(&e.kind)
-                            && e.paths.iter().any(|p| watched.contains(p)))
-                })
+                && sekisho_posture::watch::needs_reload(&events, &watched)
             {
                 on_change();
             }

@@ -87,6 +87,11 @@ async fn setup() -> Setup {
     }
 }
 
+/// A GET of the portal route through the gateway.
+fn portal(c: &reqwest::Client, s: &Setup) -> reqwest::RequestBuilder {
+    c.get(format!("{}/portal", base(s.port)))
+}
+
 fn gateway_client(s: &Setup) -> reqwest::Client {
     client(&s.gw.pki, s.gw.addr("lgwan-https"), false)
 }
@@ -145,8 +150,7 @@ async fn staff_sign_in_reaches_the_portal_with_gateway_identity_only() {
     let s = setup().await;
     let browser = sign_in(&s, "alice", "alice-pw").await;
     let c = gateway_client(&s);
-    let r = c
-        .get(format!("{}/portal", base(s.port)))
+    let r = portal(&c, &s)
         .headers(browser.headers())
         .header("X-Sekisho-User", "mallory")
         .header("X_Forwarded_Email", "boss@example.jp")
@@ -202,8 +206,7 @@ async fn staff_sign_in_reaches_the_portal_with_gateway_identity_only() {
     // Reused for the same user and route (the default `reuse`): no request ID in it, the
     // request ID travels in X-Request-Id.
     assert!(claims.get("request_id").is_none(), "{claims}");
-    let r = c
-        .get(format!("{}/portal", base(s.port)))
+    let r = portal(&c, &s)
         .headers(browser.headers())
         .send()
         .await
@@ -238,8 +241,7 @@ async fn staff_sign_in_reaches_the_portal_with_gateway_identity_only() {
 async fn a_user_outside_the_group_sees_the_deny_page() {
     let s = setup().await;
     let browser = sign_in(&s, "bob", "bob-pw").await;
-    let r = gateway_client(&s)
-        .get(format!("{}/portal", base(s.port)))
+    let r = portal(&gateway_client(&s), &s)
         .headers(browser.headers())
         .header("accept", "text/html")
         .send()
@@ -271,8 +273,7 @@ async fn logout_then_the_old_cookie_is_refused() {
         "RP-initiated logout at the IdP"
     );
     // Replay the cookie from before the logout.
-    let r = c
-        .get(format!("{}/portal", base(s.port)))
+    let r = portal(&c, &s)
         .headers(browser.headers())
         .header("accept", "text/html")
         .send()
@@ -290,11 +291,7 @@ async fn logout_then_the_old_cookie_is_refused() {
 async fn api_clients_get_401_and_hostile_tokens_are_refused() {
     let s = setup().await;
     let c = gateway_client(&s);
-    let r = c
-        .get(format!("{}/portal", base(s.port)))
-        .send()
-        .await
-        .unwrap();
+    let r = portal(&c, &s).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(
         r.headers()["www-authenticate"]
@@ -303,12 +300,7 @@ async fn api_clients_get_401_and_hostile_tokens_are_refused() {
             .starts_with("Bearer")
     );
     for token in ["not-a-jwt", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9."] {
-        let r = c
-            .get(format!("{}/portal", base(s.port)))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let r = portal(&c, &s).bearer_auth(token).send().await.unwrap();
         assert_eq!(r.status(), 401, "{token}");
         assert!(
             r.headers()["www-authenticate"]
@@ -319,12 +311,7 @@ async fn api_clients_get_401_and_hostile_tokens_are_refused() {
     }
     // A real token from the provider is verified; its client has no groups, so policy denies.
     let token = s.idp.access_token(idp::API).await;
-    let r = c
-        .get(format!("{}/portal", base(s.port)))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = portal(&c, &s).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(s.up.count(), 0);
 }
@@ -335,8 +322,7 @@ async fn an_idp_outage_keeps_sessions_working_and_new_logins_get_a_clear_page() 
     let browser = sign_in(&s, "alice", "alice-pw").await;
     s.idp.kill();
     let c = gateway_client(&s);
-    let r = c
-        .get(format!("{}/portal", base(s.port)))
+    let r = portal(&c, &s)
         .headers(browser.headers())
         .send()
         .await
@@ -346,8 +332,7 @@ async fn an_idp_outage_keeps_sessions_working_and_new_logins_get_a_clear_page() 
         200,
         "an existing session keeps working while the IdP is down"
     );
-    let r = c
-        .get(format!("{}/portal", base(s.port)))
+    let r = portal(&c, &s)
         .header("accept", "text/html")
         .send()
         .await

@@ -628,6 +628,24 @@ mod tests {
         assert!(jsonwebtoken::decode::<AssertionClaims>(&jwt, &key, &v).is_err());
     }
 
+    /// A signer with a fresh key, assertions valid 60 s.
+    fn signer60() -> AssertionSigner {
+        AssertionSigner::generate("s", std::time::Duration::from_secs(60))
+            .unwrap()
+            .0
+    }
+
+    /// alice in `groups`, signed in by `method`.
+    fn alice_in(groups: &[&str], method: AuthMethod) -> VerifiedIdentity {
+        VerifiedIdentity::dangerous_unverified(
+            "iss",
+            "alice",
+            groups.iter().map(|g| g.to_string()).collect(),
+            vec![],
+            method,
+        )
+    }
+
     fn decoded(signer: &AssertionSigner, jwt: &str, aud: &str) -> AssertionClaims {
         let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&signer.jwks_json()).unwrap();
         let header = jsonwebtoken::decode_header(jwt).unwrap();
@@ -643,18 +661,9 @@ mod tests {
 
     #[test]
     fn an_assertion_is_reused_for_the_same_claims_within_the_window_only() {
-        let (signer, _) =
-            AssertionSigner::generate("s", std::time::Duration::from_secs(60)).unwrap();
+        let signer = signer60();
         let reuse = std::time::Duration::from_secs(30);
-        let alice = |groups: &[&str]| {
-            VerifiedIdentity::dangerous_unverified(
-                "iss",
-                "alice",
-                groups.iter().map(|g| g.to_string()).collect(),
-                vec![],
-                AuthMethod::Session,
-            )
-        };
+        let alice = |groups: &[&str]| alice_in(groups, AuthMethod::Session);
         let t0 = Timestamp::from_second(1_800_000_000).unwrap();
         let at = |s: i64| {
             t0.checked_add(jiff::SignedDuration::from_millis(s))
@@ -755,15 +764,8 @@ mod tests {
 
     #[test]
     fn reconfigured_signer_keeps_its_key_and_reuses_nothing_from_before() {
-        let (signer, _) =
-            AssertionSigner::generate("s", std::time::Duration::from_secs(60)).unwrap();
-        let id = VerifiedIdentity::dangerous_unverified(
-            "iss",
-            "alice",
-            vec![],
-            vec![],
-            AuthMethod::Session,
-        );
+        let signer = signer60();
+        let id = alice_in(&[], AuthMethod::Session);
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let reuse = std::time::Duration::from_secs(30);
         let before = signer
@@ -786,15 +788,8 @@ mod tests {
 
     #[test]
     fn no_reuse_signs_every_request_with_its_id() {
-        let (signer, _) =
-            AssertionSigner::generate("s", std::time::Duration::from_secs(60)).unwrap();
-        let id = VerifiedIdentity::dangerous_unverified(
-            "iss",
-            "alice",
-            vec![],
-            vec![],
-            AuthMethod::Bearer,
-        );
+        let signer = signer60();
+        let id = alice_in(&[], AuthMethod::Bearer);
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let zero = std::time::Duration::ZERO;
         let one = signer

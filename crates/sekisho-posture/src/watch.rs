@@ -13,7 +13,9 @@ use notify_debouncer_full::notify::event::{
     AccessKind, AccessMode, EventKind, MetadataKind, ModifyKind,
 };
 use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify_debouncer_full::{
+    DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache, new_debouncer,
+};
 
 use crate::device::DevicePosture;
 
@@ -47,6 +49,16 @@ pub fn changes_content(kind: &EventKind) -> bool {
         EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
         _ => true,
     }
+}
+
+/// Whether debounced `events` call for reloading what `watched` (a [`watch_set`]) lists: a
+/// content change ([`changes_content`]) of one of those paths, or a notice that events were
+/// lost (inotify queue overflow), after which a new CRL may have gone unseen.
+pub fn needs_reload(events: &[DebouncedEvent], watched: &BTreeSet<PathBuf>) -> bool {
+    events.iter().any(|e| {
+        e.need_rescan()
+            || (changes_content(&e.kind) && e.paths.iter().any(|p| watched.contains(&normalize(p))))
+    })
 }
 
 /// Keeps the watcher alive; dropping it stops watching.
@@ -159,20 +171,13 @@ pub fn watch(
     let (tf, inf) = (trust_files.clone(), inventory_files.clone());
     let mut debouncer = new_debouncer(debounce, None, move |res: DebounceEventResult| {
         let Ok(events) = res else { return };
-        // Events were lost (inotify queue overflow): a CRL may have changed unseen.
-        let rescan = events.iter().any(|e| e.need_rescan());
-        let touched: BTreeSet<PathBuf> = events
-            .iter()
-            .filter(|e| changes_content(&e.kind))
-            .flat_map(|e| e.paths.iter().map(|p| normalize(p)))
-            .collect();
-        if rescan || touched.iter().any(|p| tf.contains(p)) {
+        if needs_reload(&events, &tf) {
             on_event(match handler_posture.trust().reload() {
                 Ok(g) => ReloadEvent::TrustReloaded(g),
                 Err(e) => ReloadEvent::TrustFailed(e.to_string()),
             });
         }
-        if rescan || touched.iter().any(|p| inf.contains(p)) {
+        if needs_reload(&events, &inf) {
             on_event(match handler_posture.inventory().reload() {
                 Ok(n) => ReloadEvent::InventoryReloaded(n),
                 Err(e) => ReloadEvent::InventoryFailed(e.to_string()),
