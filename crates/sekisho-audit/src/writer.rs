@@ -26,8 +26,8 @@ use crate::checkpoint::{Checkpoint, SigningKey};
 use crate::fault::FaultInjector;
 use crate::files::{self, TrailFile};
 use crate::record::{
-    Event, GENESIS_PREV, Record, RecordRef, RecoveredEvent, RepairedEvent, RetentionEvent,
-    RotatedEvent, SCHEMA_VERSION, format_time, line_hash, set_line_hash,
+    Body, Event, GENESIS_PREV, Record, RecoveredEvent, RepairedEvent, RetentionEvent, RotatedEvent,
+    format_time, frame, line_hash, set_line_hash,
 };
 use crate::syslog::{SyslogConfig, SyslogSender};
 use crate::{AuditError, Clock};
@@ -228,15 +228,15 @@ struct Shared {
 }
 
 type Ack = oneshot::Sender<Result<Receipt, AuditError>>;
-type Batch = Vec<(Event, Option<Ack>)>;
+type Batch = Vec<(Body, Option<Ack>)>;
 
 enum Msg {
     Append {
-        event: Event,
+        body: Body,
         ack: Option<Ack>,
     },
     Shutdown {
-        stop: Option<Event>,
+        stop: Option<Body>,
         ack: oneshot::Sender<Result<(), AuditError>>,
     },
 }
@@ -268,27 +268,36 @@ pub enum TryAppendError {
 
 impl AuditHandle {
     /// Append one record. Fails fast (→ 503) while the trail is unavailable.
+    ///
+    /// The event is serialised here, on the caller's thread, once the queue has room for it
+    /// (see [`Body`] for why).
     pub async fn append(&self, event: Event) -> Result<Receipt, AuditError> {
         self.admit()?;
+        // Batched: queueing is the whole wait. Try without the async machinery first; only a
+        // full queue makes the caller wait for room.
+        let permit = match self.tx.try_reserve() {
+            Ok(p) => p,
+            Err(mpsc::error::TrySendError::Full(())) => self
+                .tx
+                .reserve()
+                .await
+                .map_err(|_| self.rejected(AuditError::Closed))?,
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                return Err(self.rejected(AuditError::Closed));
+            }
+        };
+        let body = Body::of(&event);
+        drop(event);
         if self.shared.strict {
             let (ack, rx) = oneshot::channel();
-            self.send(Msg::Append {
-                event,
+            permit.send(Msg::Append {
+                body,
                 ack: Some(ack),
-            })
-            .await?;
+            });
             rx.await.map_err(|_| AuditError::Closed)?
         } else {
-            // Batched: queueing is the whole wait. Try without the async machinery first;
-            // only a full queue makes the caller wait for room.
-            match self.tx.try_send(Msg::Append { event, ack: None }) {
-                Ok(()) => Ok(Receipt::Queued),
-                Err(mpsc::error::TrySendError::Full(msg)) => {
-                    self.send(msg).await?;
-                    Ok(Receipt::Queued)
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => Err(self.rejected(AuditError::Closed)),
-            }
+            permit.send(Msg::Append { body, ack: None });
+            Ok(Receipt::Queued)
         }
     }
 
@@ -301,12 +310,16 @@ impl AuditHandle {
     /// task, a wake-up and a timer per request on the gateway's busiest path.
     pub fn try_append(&self, event: Event) -> Result<Receipt, TryAppendError> {
         self.admit().map_err(TryAppendError::Failed)?;
-        match self.tx.try_send(Msg::Append { event, ack: None }) {
-            Ok(()) => Ok(Receipt::Queued),
-            Err(mpsc::error::TrySendError::Full(Msg::Append { event, .. })) => {
-                Err(TryAppendError::Full(Box::new(event)))
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                let body = Body::of(&event);
+                permit.send(Msg::Append { body, ack: None });
+                Ok(Receipt::Queued)
             }
-            Err(_) => Err(TryAppendError::Failed(self.rejected(AuditError::Closed))),
+            Err(mpsc::error::TrySendError::Full(())) => Err(TryAppendError::Full(Box::new(event))),
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                Err(TryAppendError::Failed(self.rejected(AuditError::Closed)))
+            }
         }
     }
 
@@ -336,11 +349,9 @@ impl AuditHandle {
         e
     }
 
-    async fn send(&self, msg: Msg) -> Result<(), AuditError> {
-        self.tx
-            .send(msg)
-            .await
-            .map_err(|_| self.rejected(AuditError::Closed))
+    /// `append` waits for the fsync (`strict`); otherwise only for room in the queue.
+    pub fn is_strict(&self) -> bool {
+        self.shared.strict
     }
 
     /// Records can be written right now.
@@ -385,7 +396,10 @@ impl AuditHandle {
     pub async fn shutdown(&self, stop: Option<Event>) -> Result<(), AuditError> {
         let (ack, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Shutdown { stop, ack })
+            .send(Msg::Shutdown {
+                stop: stop.as_ref().map(Body::of),
+                ack,
+            })
             .await
             .map_err(|_| AuditError::Closed)?;
         rx.await.map_err(|_| AuditError::Closed)?
@@ -416,6 +430,9 @@ impl AuditHandle {
 fn gather(max_delay: Duration) -> Duration {
     (max_delay / 10).clamp(Duration::from_micros(500), Duration::from_millis(5))
 }
+
+/// Capacity of the unsynced-lines buffer kept between fsyncs: about 700 access records.
+const UNSYNCED_KEPT: usize = 1 << 20;
 
 /// Starts the writer task.
 pub struct AuditWriter;
@@ -489,6 +506,8 @@ struct Inner {
     unsynced: Vec<u8>,
     unsynced_records: usize,
     first_unsynced: Option<Instant>,
+    /// The instance name as a JSON string, escaped once for every record's envelope.
+    instance_json: String,
     /// Encoded lines that must be written before anything else (after a failure).
     rewrite_needed: bool,
 
@@ -604,6 +623,8 @@ impl Inner {
             .map_err(|e| AuditError::io(&current.path, e))?
             .len();
         sync_dir(&cfg.dir);
+        let instance_json = serde_json::to_string(&cfg.instance)
+            .map_err(|e| AuditError::Config(format!("instance: {e}")))?;
         let mut inner = Inner {
             cfg,
             clock,
@@ -618,6 +639,7 @@ impl Inner {
             written_len: len,
             unsynced: Vec::new(),
             unsynced_records: 0,
+            instance_json,
             first_unsynced: None,
             rewrite_needed: false,
             seq,
@@ -629,13 +651,13 @@ impl Inner {
         };
         let mut startup = Vec::new();
         if let Some((prev_file, reason)) = rotate_reason {
-            startup.push(Event::Rotated(RotatedEvent {
+            startup.push(Body::of(&Event::Rotated(RotatedEvent {
                 previous_file: prev_file.name(),
                 reason: reason.into(),
-            }));
+            })));
         }
         if let Some(r) = repaired {
-            startup.push(Event::Repaired(r));
+            startup.push(Body::of(&Event::Repaired(r)));
         }
         if !startup.is_empty() {
             inner.commit(startup, true).map_err(|e| inner.io_err(e))?;
@@ -687,7 +709,7 @@ impl Inner {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Append { event, ack } => batch.push((event, ack)),
+                    Msg::Append { body, ack } => batch.push((body, ack)),
                     Msg::Shutdown { stop, ack } => {
                         shutdown = Some((stop, ack));
                         break;
@@ -708,7 +730,7 @@ impl Inner {
                 let mut rest = Vec::new();
                 while let Ok(msg) = rx.try_recv() {
                     match msg {
-                        Msg::Append { event, ack } => rest.push((event, ack)),
+                        Msg::Append { body, ack } => rest.push((body, ack)),
                         Msg::Shutdown { ack, .. } => {
                             let _ = ack.send(Err(AuditError::Closed));
                         }
@@ -785,14 +807,14 @@ impl Inner {
             self.fail(e);
             return self.refuse_or_keep(batch);
         }
-        let (events, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let (bodies, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let before = (
             self.seq,
             self.prev.clone(),
             self.unsynced.len(),
             self.unsynced_records,
         );
-        match self.commit(events, strict) {
+        match self.commit(bodies, strict) {
             Ok(receipts) => {
                 for (ack, r) in acks.into_iter().zip(receipts) {
                     if let Some(ack) = ack {
@@ -837,7 +859,7 @@ impl Inner {
             .map(|d| d.error.clone())
             .unwrap_or_default();
         let mut keep = Vec::new();
-        for (event, ack) in batch {
+        for (body, ack) in batch {
             match ack {
                 Some(ack) => {
                     self.shared
@@ -846,42 +868,37 @@ impl Inner {
                         .fetch_add(1, Ordering::Relaxed);
                     let _ = ack.send(Err(AuditError::Unavailable(why.clone())));
                 }
-                None => keep.push(event),
+                None => keep.push(body),
             }
         }
         if !keep.is_empty() {
             let now = self.clock.now();
-            for ev in keep {
-                self.encode(ev, now);
+            for body in keep {
+                self.encode(&body, now);
             }
         }
     }
 
-    /// Give the events sequence numbers and hashes and add them to `unsynced`.
-    fn encode(&mut self, event: Event, now: Timestamp) {
+    /// Give the record a sequence number and hash and add it to `unsynced`.
+    fn encode(&mut self, body: &Body, now: Timestamp) {
         let time = format_time(now, &self.cfg.time_zone);
-        self.encode_at(&event, &time);
+        self.encode_at(body, &time);
     }
 
-    /// Appends one line to `unsynced`: serialised straight into the buffer and hashed there,
-    /// the new `prev` written over the old one (no per-record allocation for the line, the
-    /// time or the hash).
-    fn encode_at(&mut self, event: &Event, time: &str) {
+    /// Appends one line to `unsynced`: framed straight into the buffer and hashed there, the
+    /// new `prev` written over the old one (no per-record allocation for the line, the time
+    /// or the hash).
+    fn encode_at(&mut self, body: &Body, time: &str) {
         self.seq += 1;
-        let rec = RecordRef {
-            v: SCHEMA_VERSION,
-            seq: self.seq,
-            time,
-            instance: &self.cfg.instance,
-            prev: &self.prev,
-            event,
-        };
         let start = self.unsynced.len();
-        // Serialising our own types cannot fail (no maps with non-string keys); should it
-        // ever, the partial line is cut off and the line stays empty, which verify reports.
-        if serde_json::to_writer(&mut self.unsynced, &rec).is_err() {
-            self.unsynced.truncate(start);
-        }
+        frame(
+            &mut self.unsynced,
+            self.seq,
+            time,
+            &self.instance_json,
+            &self.prev,
+            body,
+        );
         set_line_hash(&mut self.prev, &self.unsynced[start..]);
         self.unsynced.push(b'\n');
         self.unsynced_records += 1;
@@ -891,15 +908,15 @@ impl Inner {
     }
 
     /// Encode, write, and fsync when asked to or when due.
-    fn commit(&mut self, events: Vec<Event>, force_sync: bool) -> std::io::Result<Vec<Receipt>> {
+    fn commit(&mut self, bodies: Vec<Body>, force_sync: bool) -> std::io::Result<Vec<Receipt>> {
         // One timestamp per batch: the records of a batch are made in the same instant.
         let time = format_time(self.clock.now(), &self.cfg.time_zone);
         let start = self.unsynced.len();
         // Only strict callers wait for a receipt; batched ones were answered when queued.
         let strict = self.cfg.durability == Durability::Strict;
-        let mut receipts = Vec::with_capacity(if strict { events.len() } else { 0 });
-        for e in &events {
-            self.encode_at(e, &time);
+        let mut receipts = Vec::with_capacity(if strict { bodies.len() } else { 0 });
+        for b in &bodies {
+            self.encode_at(b, &time);
             if strict {
                 receipts.push(Receipt::Durable {
                     seq: self.seq,
@@ -965,14 +982,21 @@ impl Inner {
         m.bytes_written
             .fetch_add(self.unsynced.len() as u64, Ordering::Relaxed);
         self.synced_len = self.written_len;
-        let lines = std::mem::take(&mut self.unsynced);
         self.unsynced_records = 0;
         self.first_unsynced = None;
         if let Some(s) = &self.syslog {
-            for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            for line in self
+                .unsynced
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+            {
                 s.offer(line);
             }
         }
+        // Keep the buffer for the next batch (it regrew from nothing, with its copies, after
+        // every fsync) unless a burst made it large.
+        self.unsynced.clear();
+        self.unsynced.shrink_to(UNSYNCED_KEPT);
         Ok(())
     }
 
@@ -1023,7 +1047,7 @@ impl Inner {
             self.unsynced_records,
         );
         self.rewrite_needed = true;
-        match self.commit(vec![Event::Recovered(rec)], true) {
+        match self.commit(vec![Body::of(&Event::Recovered(rec))], true) {
             Ok(_) => {
                 tracing::info!("audit trail writable again");
                 self.down = None;
@@ -1094,10 +1118,10 @@ impl Inner {
             .rotations
             .fetch_add(1, Ordering::Relaxed);
         self.commit(
-            vec![Event::Rotated(RotatedEvent {
+            vec![Body::of(&Event::Rotated(RotatedEvent {
                 previous_file: previous.name(),
                 reason: reason.into(),
-            })],
+            }))],
             true,
         )?;
         if reason == "day" {
@@ -1132,11 +1156,11 @@ impl Inner {
             Err(_) => 0,
         };
         self.commit(
-            vec![Event::Retention(RetentionEvent {
+            vec![Body::of(&Event::Retention(RetentionEvent {
                 removed: old.iter().map(TrailFile::name).collect(),
                 removed_through_seq: through,
                 retention_days: days,
-            })],
+            }))],
             true,
         )?;
         for f in &old {
@@ -1213,13 +1237,13 @@ impl Inner {
         }
     }
 
-    fn close(&mut self, stop: Option<Event>) -> Result<(), AuditError> {
+    fn close(&mut self, stop: Option<Body>) -> Result<(), AuditError> {
         self.shared.closed.store(true, Ordering::Release);
         if self.down.is_some() {
             self.try_recover();
         }
         let res = match stop {
-            Some(ev) if self.down.is_none() => self.commit(vec![ev], true).map(|_| ()),
+            Some(body) if self.down.is_none() => self.commit(vec![body], true).map(|_| ()),
             _ => self.sync(),
         };
         res.map_err(|e| self.io_err(e))?;
