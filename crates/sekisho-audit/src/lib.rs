@@ -82,5 +82,5 @@ pub use record::{
 pub use verify::{VerifyOptions, VerifyReport, verify, verify_with};
 pub use writer::{
     AuditConfig, AuditHandle, AuditMetrics, AuditWriter, CheckpointConfig, Durability, Health,
-    MetricsSnapshot, Receipt, TryAppendError,
+    MetricsSnapshot, PendingOutcome, Receipt, TryAppendError,
 };

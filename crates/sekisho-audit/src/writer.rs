@@ -26,8 +26,9 @@ use crate::checkpoint::{Checkpoint, SigningKey};
 use crate::fault::FaultInjector;
 use crate::files::{self, TrailFile};
 use crate::record::{
-    Body, Event, GENESIS_PREV, Record, RecoveredEvent, RepairedEvent, RetentionEvent, RotatedEvent,
-    format_time, frame, line_hash, set_line_hash,
+    AccessResultEvent, Body, Event, GENESIS_PREV, OutcomeSlot, Record, RecoveredEvent,
+    RepairedEvent, RetentionEvent, RotatedEvent, can_fold, format_time, frame, line_hash,
+    set_line_hash,
 };
 use crate::syslog::{SyslogConfig, SyslogSender};
 use crate::{AuditError, Clock};
@@ -256,6 +257,21 @@ impl std::fmt::Debug for AuditHandle {
     }
 }
 
+/// Where the outcome of a forwarded request goes: from
+/// [`AuditHandle::append_awaiting_outcome`].
+#[derive(Debug)]
+pub struct PendingOutcome(Arc<OutcomeSlot>);
+
+impl PendingOutcome {
+    /// Puts the outcome into the request's `access` record if the writer has not written
+    /// that record yet (one line for the request). Otherwise — or if `result` carries an
+    /// error, which an `access` record has no field for — hands `result` back, and the
+    /// caller appends it as an `access_result` record of its own.
+    pub fn fold(self, result: AccessResultEvent) -> Result<(), AccessResultEvent> {
+        self.0.offer(result)
+    }
+}
+
 /// Why [`AuditHandle::try_append`] did not take a record.
 #[derive(Debug)]
 pub enum TryAppendError {
@@ -272,6 +288,25 @@ impl AuditHandle {
     /// The event is serialised here, on the caller's thread, once the queue has room for it
     /// (see [`Body`] for why).
     pub async fn append(&self, event: Event) -> Result<Receipt, AuditError> {
+        self.append_with(event, false).await.map(|(r, _)| r)
+    }
+
+    /// [`AuditHandle::append`] for an allowed `access` record whose outcome (status, bytes,
+    /// duration) is known only after forwarding. In `batched` mode it also returns a
+    /// [`PendingOutcome`]: the outcome given to it goes into this record's own line if the
+    /// writer has not written it yet.
+    pub async fn append_awaiting_outcome(
+        &self,
+        event: Event,
+    ) -> Result<(Receipt, Option<PendingOutcome>), AuditError> {
+        self.append_with(event, true).await
+    }
+
+    async fn append_with(
+        &self,
+        event: Event,
+        outcome: bool,
+    ) -> Result<(Receipt, Option<PendingOutcome>), AuditError> {
         self.admit()?;
         // Batched: queueing is the whole wait. Try without the async machinery first; only a
         // full queue makes the caller wait for room.
@@ -286,7 +321,7 @@ impl AuditHandle {
                 return Err(self.rejected(AuditError::Closed));
             }
         };
-        let body = Body::of(&event);
+        let (body, pending) = self.body(&event, outcome);
         drop(event);
         if self.shared.strict {
             let (ack, rx) = oneshot::channel();
@@ -294,10 +329,10 @@ impl AuditHandle {
                 body,
                 ack: Some(ack),
             });
-            rx.await.map_err(|_| AuditError::Closed)?
+            Ok((rx.await.map_err(|_| AuditError::Closed)??, None))
         } else {
             permit.send(Msg::Append { body, ack: None });
-            Ok(Receipt::Queued)
+            Ok((Receipt::Queued, pending))
         }
     }
 
@@ -309,18 +344,46 @@ impl AuditHandle {
     /// Why it exists: spawning a task per request just to `append` an access result cost a
     /// task, a wake-up and a timer per request on the gateway's busiest path.
     pub fn try_append(&self, event: Event) -> Result<Receipt, TryAppendError> {
+        self.try_append_with(event, false).map(|(r, _)| r)
+    }
+
+    /// [`AuditHandle::try_append`] with a [`PendingOutcome`], as
+    /// [`AuditHandle::append_awaiting_outcome`] gives. For `batched` mode: in `strict` mode
+    /// the record is only queued here, and no outcome place is made.
+    pub fn try_append_awaiting_outcome(
+        &self,
+        event: Event,
+    ) -> Result<(Receipt, Option<PendingOutcome>), TryAppendError> {
+        self.try_append_with(event, true)
+    }
+
+    fn try_append_with(
+        &self,
+        event: Event,
+        outcome: bool,
+    ) -> Result<(Receipt, Option<PendingOutcome>), TryAppendError> {
         self.admit().map_err(TryAppendError::Failed)?;
         match self.tx.try_reserve() {
             Ok(permit) => {
-                let body = Body::of(&event);
+                let (body, pending) = self.body(&event, outcome);
                 permit.send(Msg::Append { body, ack: None });
-                Ok(Receipt::Queued)
+                Ok((Receipt::Queued, pending))
             }
             Err(mpsc::error::TrySendError::Full(())) => Err(TryAppendError::Full(Box::new(event))),
             Err(mpsc::error::TrySendError::Closed(())) => {
                 Err(TryAppendError::Failed(self.rejected(AuditError::Closed)))
             }
         }
+    }
+
+    /// The serialised record, with a place for its outcome when one was asked for and can
+    /// be folded. In `strict` mode the record is on disk before the caller goes on, so no
+    /// outcome could arrive first: no place is made.
+    fn body(&self, event: &Event, outcome: bool) -> (Body, Option<PendingOutcome>) {
+        let slot =
+            (outcome && !self.shared.strict && can_fold(event)).then(Arc::<OutcomeSlot>::default);
+        let pending = slot.clone().map(PendingOutcome);
+        (Body::with_outcome(event, slot), pending)
     }
 
     /// Refuses at once while the trail is closed or failing (counted as a rejected append).

@@ -625,3 +625,87 @@ async fn shutdown_gives_up_on_a_hung_fsync_and_loses_nothing() {
     let rep = verify(dir.path()).unwrap();
     assert!(rep.is_ok(), "{rep}");
 }
+
+/// An allowed access record as the gateway queues it before forwarding: no outcome yet.
+fn allowed(i: u64) -> Event {
+    let mut e = access(i, Decision::Allow);
+    if let Event::Access(a) = &mut e {
+        a.upstream = None;
+    }
+    e
+}
+
+fn outcome(i: u64) -> sekisho_audit::AccessResultEvent {
+    sekisho_audit::AccessResultEvent {
+        request_id: format!("req-{i:04}"),
+        upstream: Some("https://kintai.internal:8443".into()),
+        upstream_status: Some(200),
+        status: 200,
+        bytes_in: 0,
+        bytes_out: 322 + i,
+        duration_us: 1500,
+        error: None,
+    }
+}
+
+/// An allowed request's outcome goes into its own access record while that record waits to
+/// be written (one line for the request). Once the record is written the outcome is handed
+/// back and becomes an `access_result` record. The trail verifies either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_joins_its_access_record_until_that_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = FaultInjector::new();
+    let mut cfg = AuditConfig::new(dir.path(), "gw");
+    cfg.durability = Durability::Batched {
+        max_delay: Duration::from_millis(20),
+        max_records: 1,
+    };
+    cfg.fault_injection = Some(fault.clone());
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    // The writer is held in the fsync of the first record, so the next ones stay queued.
+    fault.hold_fsync();
+    h.append(access(0, Decision::Deny)).await.unwrap();
+    wait_until(|| fault.fsyncs_waiting() == 1).await;
+    let (_, early) = h.append_awaiting_outcome(allowed(1)).await.unwrap();
+    early
+        .expect("batched mode keeps a place for the outcome")
+        .fold(outcome(1))
+        .expect("the record is not written yet: the outcome joins it");
+    let (_, late) = h.append_awaiting_outcome(allowed(2)).await.unwrap();
+    fault.release_fsync();
+    wait_until(|| h.metrics().records_written == 3).await;
+    let back = late
+        .unwrap()
+        .fold(outcome(2))
+        .expect_err("the record is written: the outcome comes back");
+    h.append(Event::AccessResult(back)).await.unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+
+    let lines = read_lines(dir.path());
+    let kinds: Vec<&str> = lines.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["access", "access", "access", "access_result"]);
+    assert_eq!(lines[1]["request_id"], "req-0001");
+    assert_eq!(lines[1]["status"], 200);
+    assert_eq!(lines[1]["upstream_status"], 200);
+    assert_eq!(lines[1]["bytes_out"], 323);
+    assert_eq!(lines[1]["duration_us"], 1500);
+    assert_eq!(lines[1]["upstream"], "https://kintai.internal:8443");
+    assert!(lines[2].get("status").is_none(), "{}", lines[2]);
+    assert_eq!(lines[3]["request_id"], "req-0002");
+    assert_eq!(lines[3]["bytes_out"], 324);
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+}
+
+/// In strict mode the record is on disk before the request goes on: no outcome can join it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_records_keep_no_place_for_an_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, task) = start(strict_cfg(dir.path()), clock("2026-11-23T01:00:00Z"));
+    let (r, pending) = h.append_awaiting_outcome(allowed(1)).await.unwrap();
+    assert!(matches!(r, Receipt::Durable { seq: 1, .. }));
+    assert!(pending.is_none());
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+}

@@ -20,7 +20,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use sekisho_audit::{
-    AuditConfig, AuditHandle, CheckpointConfig, Durability, Event, TryAppendError,
+    AccessResultEvent, AuditConfig, AuditHandle, CheckpointConfig, Durability, Event,
+    PendingOutcome, TryAppendError,
 };
 use sekisho_yaml::{Decoder, Node, Path};
 
@@ -198,32 +199,81 @@ impl Collector for AuditCollector {
 
 /// Appends an event; `false` when the trail cannot take it (the caller fails closed).
 pub async fn record(handle: Option<&AuditHandle>, event: Event, rid: &str) -> bool {
-    let Some(h) = handle else { return true };
+    record_with(handle, event, rid, false).await.is_ok()
+}
+
+/// Appends an allowed request's `access` record before it is forwarded; `Err` when the
+/// trail cannot take it (the caller fails closed). The [`PendingOutcome`], when there is
+/// one, takes the outcome into the same record ([`finish_access`]).
+pub async fn record_allowed(
+    handle: Option<&AuditHandle>,
+    event: Event,
+    rid: &str,
+) -> Result<Option<PendingOutcome>, ()> {
+    record_with(handle, event, rid, true).await
+}
+
+async fn record_with(
+    handle: Option<&AuditHandle>,
+    event: Event,
+    rid: &str,
+    outcome: bool,
+) -> Result<Option<PendingOutcome>, ()> {
+    let Some(h) = handle else { return Ok(None) };
     // Batched: a queue with room takes the record on the spot, with no timer to set up
     // (this runs for every request).
     let event = if h.is_strict() {
         event
     } else {
-        match h.try_append(event) {
-            Ok(_) => return true,
+        let queued = if outcome {
+            h.try_append_awaiting_outcome(event)
+        } else {
+            h.try_append(event).map(|r| (r, None))
+        };
+        match queued {
+            Ok((_, pending)) => return Ok(pending),
             Err(TryAppendError::Full(event)) => *event,
             Err(TryAppendError::Failed(e)) => {
                 tracing::error!(request_id = %rid, error = %e, "audit trail unavailable: refusing the request");
-                return false;
+                return Err(());
             }
         }
     };
     // A full queue waits; a trail that cannot be written fails at once.
-    match tokio::time::timeout(Duration::from_secs(5), h.append(event)).await {
-        Ok(Ok(_)) => true,
+    let appended = if outcome {
+        tokio::time::timeout(Duration::from_secs(5), h.append_awaiting_outcome(event)).await
+    } else {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            h.append(event).await.map(|r| (r, None))
+        })
+        .await
+    };
+    match appended {
+        Ok(Ok((_, pending))) => Ok(pending),
         Ok(Err(e)) => {
             tracing::error!(request_id = %rid, error = %e, "audit trail unavailable: refusing the request");
-            false
+            Err(())
         }
         Err(_) => {
             tracing::error!(request_id = %rid, "audit queue full for 5 s: refusing the request");
-            false
+            Err(())
         }
+    }
+}
+
+/// Records a forwarded request's outcome once its response has ended: inside its `access`
+/// record when that is still waiting to be written, else as an `access_result` record.
+pub fn finish_access(
+    handle: Option<&AuditHandle>,
+    pending: Option<PendingOutcome>,
+    result: AccessResultEvent,
+) {
+    let unfolded = match pending {
+        Some(p) => p.fold(result).err(),
+        None => Some(result),
+    };
+    if let Some(r) = unfolded {
+        record_later(handle, Event::AccessResult(r));
     }
 }
 

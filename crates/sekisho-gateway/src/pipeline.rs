@@ -522,13 +522,13 @@ pub async fn handle(
     }
 
     // 6. audit: the allow is on record before anything is forwarded.
-    if !crate::audit::record(
+    let Ok(outcome) = crate::audit::record_allowed(
         gw.audit.as_ref(),
         rec.event(Decision::Allow, d.rule.clone(), d.why, &d.reasons, None),
         &rid,
     )
     .await
-    {
+    else {
         let resp = respond::refusal(&Refusal::Unavailable, req.headers(), &rid, false);
         finish(
             &gw,
@@ -541,7 +541,7 @@ pub async fn handle(
             "audit_unavailable",
         );
         return Ok(resp);
-    }
+    };
 
     // 7. forward
     let tunnel_check = is_upgrade(&req)
@@ -579,13 +579,14 @@ pub async fn handle(
         start,
         d.why,
     );
-    // The result (status, bytes, duration) is recorded when the response body ends.
+    // The outcome (status, bytes, duration) is recorded when the response body ends: in the
+    // access record itself if that is not written yet, else as a record of its own.
     let status = resp.status().as_u16();
     let audit = gw.audit.clone();
     let request_id = rid.clone();
     let upstream = route.upstreams.first().map(|u| u.to_string());
     let done: Box<dyn FnOnce(u64) + Send + Sync> = Box::new(move |bytes_out| {
-        let event = Event::AccessResult(sekisho_audit::AccessResultEvent {
+        let result = sekisho_audit::AccessResultEvent {
             request_id,
             upstream,
             upstream_status: (status != 502 && status != 504).then_some(status),
@@ -594,8 +595,8 @@ pub async fn handle(
             bytes_out,
             duration_us: start.elapsed().as_micros() as u64,
             error: None,
-        });
-        crate::audit::record_later(audit.as_ref(), event);
+        };
+        crate::audit::finish_access(audit.as_ref(), outcome, result);
     });
     let (parts, body) = resp.into_parts();
     let body = crate::audit::Counted::new(
