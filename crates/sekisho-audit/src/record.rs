@@ -104,6 +104,17 @@ enum Outcome {
     Written,
 }
 
+/// A body dropped without being framed (the writer stopped first) closes its slot, so the
+/// outcome is handed back to its caller — who then fails to append it and says so — rather
+/// than vanishing into a slot nobody reads.
+impl Drop for Body {
+    fn drop(&mut self) {
+        if let Some(slot) = &self.outcome {
+            slot.close();
+        }
+    }
+}
+
 impl OutcomeSlot {
     /// Leaves `result` for the writer; hands it back when the record is already written
     /// (or `result` has an error, which an `access` record has no field for).
@@ -444,6 +455,8 @@ pub struct AccessEvent {
     /// Time from request start to the end of the response, in microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_us: Option<u64>,
+    // The outcome fields above must stay the last ones, in this order: the writer splices a
+    // folded outcome (`OutcomeFields`) onto the end of an already serialised record.
 }
 
 /// The outcome of a forwarded request.
@@ -791,6 +804,12 @@ mod tests {
         );
         let plain: Record = serde_json::from_slice(&framed).unwrap();
         assert_eq!(plain.event, event);
+        assert!(slot.offer(result.clone()).is_err());
+
+        // A record dropped unwritten (the writer stopped first) hands the outcome back, so
+        // its caller tries a record of its own and reports that it could not be written.
+        let slot = Arc::new(OutcomeSlot::default());
+        drop(Body::with_outcome(&event, Some(slot.clone())));
         assert!(slot.offer(result.clone()).is_err());
 
         // An outcome with an error stays a record of its own.

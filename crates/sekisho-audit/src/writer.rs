@@ -789,9 +789,12 @@ impl Inner {
             if let Some((stop, ack)) = shutdown {
                 self.shared.closed.store(true, Ordering::Release);
                 rx.close();
-                // Records accepted before the queue closed are still written.
+                // Records accepted before the queue closed are still written, including
+                // those whose sender holds a reserved slot and is still serialising: after
+                // `close`, `blocking_recv` waits for every such slot to be used or given up
+                // and only then returns `None`.
                 let mut rest = Vec::new();
-                while let Ok(msg) = rx.try_recv() {
+                while let Some(msg) = rx.blocking_recv() {
                     match msg {
                         Msg::Append { body, ack } => rest.push((body, ack)),
                         Msg::Shutdown { ack, .. } => {
