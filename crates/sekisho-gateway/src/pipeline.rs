@@ -80,6 +80,9 @@ pub struct ConnInfo {
     pub listener: String,
     pub zone: String,
     pub peer: SocketAddr,
+    /// `peer`'s address as text, formatted once per connection: the access log, the audit
+    /// record and `X-Forwarded-For` each need it for every request.
+    pub peer_ip: String,
     pub tls: bool,
     /// TLS server name the client asked for (lower case).
     pub sni: Option<String>,
@@ -346,7 +349,7 @@ pub async fn handle(
                 target: "sekisho::access",
                 request_id = %rid,
                 listener = %conn.listener,
-                client.ip = %conn.peer.ip(),
+                client.ip = %conn.peer_ip,
                 status = refusal.status().as_u16(),
                 reason,
                 "request refused before routing"
@@ -375,7 +378,7 @@ pub async fn handle(
             Event::DeviceCertFailure(sekisho_audit::record::DeviceCertFailureEvent {
                 request_id: Some(rid.clone()),
                 listener: conn.listener.clone(),
-                client_ip: conn.peer.ip().to_string(),
+                client_ip: conn.peer_ip.clone(),
                 fingerprint: device.fingerprint.clone(),
                 device_id: None,
                 reason: device.status.to_owned(),
@@ -390,7 +393,7 @@ pub async fn handle(
             target: "sekisho::access",
             request_id = %rid,
             listener = %conn.listener,
-            client.ip = %conn.peer.ip(),
+            client.ip = %conn.peer_ip,
             event = out.event,
             detail = out.detail,
             status = out.response.status().as_u16(),
@@ -584,7 +587,12 @@ pub async fn handle(
     let status = resp.status().as_u16();
     let audit = gw.audit.clone();
     let request_id = rid.clone();
-    let upstream = route.upstreams.first().map(|u| u.to_string());
+    // The upstream that answered; when none did (502/504), the route's first, where the
+    // request was headed.
+    let upstream = match resp.extensions().get::<AnsweredBy>() {
+        Some(a) => Some(a.0.to_string()),
+        None => route.upstreams.first().map(|u| u.to_string()),
+    };
     let done: Box<dyn FnOnce(u64) + Send + Sync> = Box::new(move |bytes_out| {
         let result = sekisho_audit::AccessResultEvent {
             request_id,
@@ -691,7 +699,7 @@ impl AccessRecord {
                 path: target.path.clone(),
                 // The query may carry personal data or tokens: never recorded.
                 query: None,
-                client_ip: conn.peer.ip().to_string(),
+                client_ip: conn.peer_ip.clone(),
                 device: device_info,
                 policy_version: snap
                     .config
@@ -808,7 +816,7 @@ fn auth_event(
         .and_then(|i| i.config.oidc.as_ref())
         .map(|o| o.issuer.to_string())
         .unwrap_or_default();
-    let client_ip = conn.peer.ip().to_string();
+    let client_ip = conn.peer_ip.clone();
     match (event, identity) {
         ("login", Some(id)) => Some(Event::LoginSuccess(sekisho_audit::LoginEvent {
             request_id: rid.to_owned(),
@@ -972,7 +980,7 @@ fn finish(
         listener = %conn.listener,
         route = %route_name,
         zone = %zone,
-        client.ip = %conn.peer.ip(),
+        client.ip = %conn.peer_ip,
         decision = decision.label(),
         reason = why,
         status = status.as_u16(),
@@ -1098,7 +1106,7 @@ async fn forward(
         headers.append(name.clone(), value.clone());
     }
     // A trusted proxy in front of us may vouch for the original client and scheme.
-    let peer_ip = conn.peer.ip().to_string();
+    let peer_ip = &conn.peer_ip;
     let mut xff = peer_ip.clone();
     let mut proto = if conn.tls {
         "https".to_owned()
@@ -1205,7 +1213,7 @@ async fn forward(
         .upstream_duration
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
-    let (mut resp, _upstream) = match result {
+    let (mut resp, answered) = match result {
         Ok(r) => r,
         Err(e) => {
             gw.metrics
@@ -1287,8 +1295,17 @@ async fn forward(
             .headers
             .insert(HeaderName::from_static("x-request-id"), v);
     }
+    // Which upstream answered, for the audit record's outcome.
+    if let Some(name) = pool.name(answered) {
+        rparts.extensions.insert(AnsweredBy(name));
+    }
     Response::from_parts(rparts, IdleTimeout::new(rbody, idle).boxed())
 }
+
+/// Response extension: the upstream that answered (round robin and failover may pick any of
+/// the route's upstreams).
+#[derive(Clone)]
+struct AnsweredBy(Arc<str>);
 
 /// An error reading the client's request body (malformed chunking, a client that went
 /// away, an idle timeout on the upload).

@@ -57,6 +57,8 @@ pub struct UpstreamPool {
     /// Scheme and authority of each upstream, parsed once: every forwarded request's URI is
     /// built from them and its path, without formatting and parsing a URI per request.
     bases: Vec<(http::uri::Scheme, http::uri::Authority)>,
+    /// Each upstream as written in the audit record (`https://host:port`), formatted once.
+    names: Vec<Arc<str>>,
     client: Client<ZoneConnector, Reclaim>,
     next: AtomicUsize,
     /// Per upstream: milliseconds since `epoch` until which it is skipped.
@@ -97,6 +99,11 @@ impl UpstreamPool {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(UpstreamPool {
             bases,
+            names: route
+                .upstreams
+                .iter()
+                .map(|up| Arc::from(up.to_string()))
+                .collect(),
             down_until: route.upstreams.iter().map(|_| AtomicU64::new(0)).collect(),
             route,
             client,
@@ -107,6 +114,11 @@ impl UpstreamPool {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Upstream `i` as the audit record names it.
+    pub fn name(&self, i: usize) -> Option<Arc<str>> {
+        self.names.get(i).cloned()
     }
 
     /// Upstream indices in the order to try: round robin, healthy ones first.

@@ -234,3 +234,55 @@ async fn a_full_disk_fails_closed_and_the_gateway_recovers_on_its_own() {
     assert!(report.is_ok(), "{report}");
     drop(pki);
 }
+
+/// Round robin over two upstreams: each request's recorded outcome names the upstream that
+/// actually answered it (the body says which one), not just the route's first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outcome_names_the_upstream_that_answered() {
+    let a = echo("a", "127.0.10.96:0").await;
+    let b = echo("b", "127.0.10.97:0").await;
+    let pki = Pki::new(&[SITE]);
+    let dir = pki.path("audit");
+    let routes = format!(
+        "routes:\n  portal:\n    zone: lgwan\n    hosts: [{SITE}]\n    upstreams: [http://{}, http://{}]\n    access: public\n",
+        a.addr, b.addr
+    );
+    let gw = gateway_extra_with(
+        pki,
+        "audit:\n  dir: audit\n  durability: strict\n",
+        &routes,
+        sekisho_gateway::server::StartOptions { audit_faults: None },
+    )
+    .await;
+    let c = gw.client("lgwan-https");
+    let mut answers = Vec::new();
+    for i in 0..4 {
+        let r = c
+            .get(gw.url("lgwan-https", &format!("/rr/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        answers.push((rid, r.text().await.unwrap()));
+    }
+    let Gw { running, pki, .. } = gw;
+    running.shutdown().await;
+    let recs = records(&dir);
+    let mut by = std::collections::HashSet::new();
+    for (rid, body) in &answers {
+        let (name, addr) = if body.starts_with("upstream a ") {
+            ("a", a.addr)
+        } else {
+            ("b", b.addr)
+        };
+        by.insert(name);
+        let outcome = of_request(&recs, rid)
+            .into_iter()
+            .find(|r| r.get("status").is_some_and(|s| s == 200))
+            .unwrap_or_else(|| panic!("no outcome for {rid}: {recs:?}"));
+        assert_eq!(outcome["upstream"], format!("http://{addr}"), "{body}");
+    }
+    assert_eq!(by.len(), 2, "both upstreams answered: {answers:?}");
+    drop(pki);
+}
