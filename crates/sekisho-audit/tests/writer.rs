@@ -17,6 +17,29 @@ fn strict_cfg(dir: &std::path::Path) -> AuditConfig {
     c
 }
 
+fn batched_cfg(dir: &std::path::Path, max_delay: Duration, max_records: usize) -> AuditConfig {
+    let mut c = AuditConfig::new(dir, "gw");
+    c.durability = Durability::Batched {
+        max_delay,
+        max_records,
+    };
+    c
+}
+
+/// The trail `cfg` describes, whose writes and fsyncs the test controls through the injector.
+fn with_faults(
+    mut cfg: AuditConfig,
+) -> (
+    sekisho_audit::AuditHandle,
+    tokio::task::JoinHandle<Result<(), AuditError>>,
+    FaultInjector,
+) {
+    let fault = FaultInjector::new();
+    cfg.fault_injection = Some(fault.clone());
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    (h, task, fault)
+}
+
 /// A strict trail in `dir` whose writes and fsyncs the test controls through the injector.
 fn strict_with_faults(
     dir: &std::path::Path,
@@ -25,11 +48,7 @@ fn strict_with_faults(
     tokio::task::JoinHandle<Result<(), AuditError>>,
     FaultInjector,
 ) {
-    let fault = FaultInjector::new();
-    let mut cfg = strict_cfg(dir);
-    cfg.fault_injection = Some(fault.clone());
-    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
-    (h, task, fault)
+    with_faults(strict_cfg(dir))
 }
 
 /// While the trail is down the writer retries every 5 ms, and each attempt writes (part of)
@@ -111,14 +130,7 @@ async fn strict_append_resolves_only_after_fsync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_append_resolves_before_fsync_and_is_on_disk_after() {
     let dir = tempfile::tempdir().unwrap();
-    let fault = FaultInjector::new();
-    let mut cfg = AuditConfig::new(dir.path(), "gw");
-    cfg.durability = Durability::Batched {
-        max_delay: Duration::from_millis(20),
-        max_records: 1000,
-    };
-    cfg.fault_injection = Some(fault.clone());
-    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let (h, task, fault) = with_faults(batched_cfg(dir.path(), Duration::from_millis(20), 1000));
     fault.hold_fsync();
     for i in 0..10 {
         assert_eq!(
@@ -193,15 +205,9 @@ async fn full_disk_fails_closed_and_recovers_on_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_records_accepted_before_a_failed_fsync_are_not_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let fault = FaultInjector::new();
-    let mut cfg = AuditConfig::new(dir.path(), "gw");
-    cfg.durability = Durability::Batched {
-        max_delay: Duration::from_millis(5),
-        max_records: 4,
-    };
+    let mut cfg = batched_cfg(dir.path(), Duration::from_millis(5), 4);
     cfg.retry_interval = Duration::from_millis(5);
-    cfg.fault_injection = Some(fault.clone());
-    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let (h, task, fault) = with_faults(cfg);
     let mut health = h.subscribe_health();
     fault.fail_fsync(FaultKind::Io);
     let mut accepted = 0;
@@ -495,15 +501,9 @@ async fn only_one_writer_per_directory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_down_the_writer_retries_at_its_interval_not_in_a_tight_loop() {
     let dir = tempfile::tempdir().unwrap();
-    let fault = FaultInjector::new();
-    let mut cfg = AuditConfig::new(dir.path(), "gw");
-    cfg.durability = Durability::Batched {
-        max_delay: Duration::from_millis(1),
-        max_records: 1,
-    };
+    let mut cfg = batched_cfg(dir.path(), Duration::from_millis(1), 1);
     cfg.retry_interval = Duration::from_secs(3600);
-    cfg.fault_injection = Some(fault.clone());
-    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let (h, task, fault) = with_faults(cfg);
     let mut health = h.subscribe_health();
     fault.fail_fsync(FaultKind::Io);
     h.append(access(1, Decision::Allow)).await.unwrap();
@@ -654,14 +654,7 @@ fn outcome(i: u64) -> sekisho_audit::AccessResultEvent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_joins_its_access_record_until_that_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let fault = FaultInjector::new();
-    let mut cfg = AuditConfig::new(dir.path(), "gw");
-    cfg.durability = Durability::Batched {
-        max_delay: Duration::from_millis(20),
-        max_records: 1,
-    };
-    cfg.fault_injection = Some(fault.clone());
-    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let (h, task, fault) = with_faults(batched_cfg(dir.path(), Duration::from_millis(20), 1));
     // The writer is held in the fsync of the first record, so the next ones stay queued.
     fault.hold_fsync();
     h.append(access(0, Decision::Deny)).await.unwrap();

@@ -240,14 +240,14 @@ async fn record_with(
         }
     };
     // A full queue waits; a trail that cannot be written fails at once.
-    let appended = if outcome {
-        tokio::time::timeout(Duration::from_secs(5), h.append_awaiting_outcome(event)).await
-    } else {
-        tokio::time::timeout(Duration::from_secs(5), async {
+    let appended = tokio::time::timeout(Duration::from_secs(5), async {
+        if outcome {
+            h.append_awaiting_outcome(event).await
+        } else {
             h.append(event).await.map(|r| (r, None))
-        })
-        .await
-    };
+        }
+    })
+    .await;
     match appended {
         Ok(Ok((_, pending))) => Ok(pending),
         Ok(Err(e)) => {
