@@ -10,6 +10,7 @@ TARGETS = [
     ("direct", "direct to the upstream (nginx, TLS) — ceiling"),
     ("nginx", "nginx plain TLS proxy — reference"),
     ("nginx-mtls", "nginx + client-certificate verification"),
+    ("floor", "stack floor: bare proxy of Sekisho's crates (tokio, rustls, hyper), no checks"),
     ("apache", "Apache httpd + mod_auth_openidc (bearer JWT, local key)"),
     ("sekisho-public", "Sekisho (a) public route"),
     ("sekisho-bearer", "Sekisho (b) bearer JWT + policy"),

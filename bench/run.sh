@@ -27,7 +27,7 @@ CONNS=${CONNS:-"32 256"}
 PROTOS=${PROTOS:-"h1 h2"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 PACED_RATE=${PACED_RATE:-2000}   # req/s for the latency table (below every target's capacity)
-TARGETS=${TARGETS:-"direct nginx nginx-mtls apache sekisho-public sekisho-bearer sekisho-session sekisho-device"}
+TARGETS=${TARGETS:-"direct nginx nginx-mtls floor apache sekisho-public sekisho-bearer sekisho-session sekisho-device"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=$ROOT/bench/results
 mkdir -p "$OUT"
@@ -196,6 +196,9 @@ EOF
 # ---------------------------------------------------------------------------- nginx proxy
 NGINX_PLAIN=127.0.0.1:18443
 NGINX_MTLS=127.0.0.1:18444
+# The stack floor: `loadgen floor`, a bare TLS reverse proxy made of the crates Sekisho is
+# built from, with none of its checks (bench/loadgen/src/floor.rs).
+FLOOR=127.0.0.1:18450
 cat >"$WORK/px/nginx.conf" <<EOF
 # nginx as a TLS reverse proxy (plain) and with client-certificate verification (mtls).
 user www-data;
@@ -543,7 +546,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "pinning: $PINNING; load average $LOAD_BEFORE"
 # A server left over from an earlier run (or anything else) on one of these ports would answer
 # in place of the one under test: every figure would be wrong. Refuse instead.
-for addr in "$UP_HTTP" "$UP_TLS" "$NGINX_PLAIN" "$NGINX_MTLS" "$APACHE" "$SEK" "$SEK_ADMIN"; do
+for addr in "$UP_HTTP" "$UP_TLS" "$NGINX_PLAIN" "$NGINX_MTLS" "$FLOOR" "$APACHE" "$SEK" "$SEK_ADMIN"; do
     if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
         echo "something already listens on $addr (an earlier benchmark's server?): stop it first" >&2
         ss -ltnp 2>/dev/null | grep -F " $addr " >&2 || true
@@ -579,6 +582,17 @@ if want nginx || want nginx-mtls; then
     # Idle connections last, so the peaks above are not inflated by memory kept from them.
     want nginx && idle_rss nginx "$PX_PID" "https://bench.localhost/" "$NGINX_PLAIN"
     stop_pid "$PX_PID"
+fi
+
+if want floor; then
+    # What the same crates cost with nothing of Sekisho's own on the path: the gap between
+    # this row and nginx is the stack's, the gap between this row and Sekisho (a) is Sekisho's.
+    FL_PID=$(start_bg floor "$LOADGEN" floor --listen "$FLOOR" --cert "$WORK/certs/server.pem" \
+        --key "$WORK/certs/server.key" --upstream "$UP_HTTP")
+    wait_port "$FLOOR"
+    log "stack floor (bare hyper + rustls proxy)"
+    measure floor "$FL_PID" "https://bench.localhost/" "$FLOOR"
+    stop_pid "$FL_PID"
 fi
 
 if want apache; then

@@ -10,6 +10,9 @@
 //! - `idle`: opens `-n` keep-alive connections, sends one request on each, holds them open for
 //!   `--hold`, then exits (for "RSS with 10,000 idle connections").
 //!
+//! - `floor`: the smallest TLS reverse proxy made of the same crates as Sekisho (see
+//!   `floor.rs`), to tell the stack's own cost from Sekisho's.
+//!
 //! Loopback only: it refuses to connect to anything but 127.0.0.0/8 or ::1.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -29,6 +32,8 @@ use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
+
+mod floor;
 
 #[derive(Parser)]
 #[command(name = "sekisho-loadgen", about = "HTTP/1.1 + HTTP/2 load generator with TLS client certificates")]
@@ -112,12 +117,36 @@ enum Cmd {
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
+    /// A minimal TLS reverse proxy on Sekisho's stack, with none of Sekisho's checks; runs on
+    /// tokio's current-thread scheduler, as Sekisho does on one CPU.
+    Floor {
+        /// Listen address (loopback).
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Server certificate chain (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// Plain-HTTP upstream address (loopback).
+        #[arg(long)]
+        upstream: SocketAddr,
+        /// `pool`: hyper-util's pooled client, as Sekisho; `conn`: one upstream connection
+        /// owned by each downstream connection.
+        #[arg(long, value_enum, default_value = "pool")]
+        mode: floor::Upstream,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let threads = match &cli.cmd {
-        Cmd::Run { target, .. } | Cmd::Idle { target, .. } => target.threads,
+    let threads = match cli.cmd {
+        Cmd::Run { ref target, .. } | Cmd::Idle { ref target, .. } => target.threads,
+        Cmd::Floor { listen, cert, key, upstream, mode } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            return rt.block_on(floor::serve(listen, cert, key, upstream, mode));
+        }
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -155,6 +184,7 @@ fn main() -> Result<()> {
                 let ep = Arc::new(Endpoint::new(&target)?);
                 idle(ep, connections, hold, parallel, ready_file).await
             }
+            Cmd::Floor { .. } => unreachable!("served above"),
         }
     })
 }
