@@ -171,16 +171,14 @@ pub fn upstream_identity(
         sekisho_identity::strip_identity_headers(headers, &[]);
         return;
     };
-    let configured: Vec<&str> = [
+    // Unset names are empty strings, which match no header.
+    let configured = [
         &settings.user_header,
         &settings.email_header,
         &settings.groups_header,
         &settings.assertion.header,
     ]
-    .into_iter()
-    .flatten()
-    .map(|h| h.as_str())
-    .collect();
+    .map(|h| h.as_ref().map_or("", |h| h.as_str()));
     sekisho_identity::strip_identity_headers(headers, &configured);
     sekisho_identity::strip_sekisho_cookies(headers, &settings.config.session.cookie_name);
     let Some(id) = identity else { return };

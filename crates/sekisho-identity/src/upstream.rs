@@ -7,8 +7,6 @@
 //! lifetime), the way Google IAP and Cloudflare Access reuse theirs. A reused assertion names no
 //! request; with `reuse: 0s` every request gets a fresh one carrying its request ID.
 
-use std::collections::HashSet;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{COOKIE, HeaderName};
@@ -61,8 +59,35 @@ pub const IDENTITY_HEADER_PREFIXES: &[&str] = &[
     "oidc-id-token",
 ];
 
-fn normalise(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+/// One byte of a header name in its normalised form: lowercase, `_` read as `-`.
+fn fold(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
+}
+
+/// `name` starts with `prefix`, both compared in normalised form. No allocation: this runs
+/// for every header of every request.
+fn starts_like(name: &[u8], prefix: &[u8]) -> bool {
+    name.len() >= prefix.len() && name.iter().zip(prefix).all(|(a, p)| fold(*a) == fold(*p))
+}
+
+/// `name` is `pattern`, both compared in normalised form.
+fn same_name(name: &[u8], pattern: &[u8]) -> bool {
+    name.len() == pattern.len() && starts_like(name, pattern)
+}
+
+/// Whether a client-sent header name carries identity: the built-in list and families, or
+/// one of the `configured` names (empty entries match nothing).
+fn is_identity_header(name: &str, configured: &[&str]) -> bool {
+    let n = name.as_bytes();
+    configured.iter().any(|c| same_name(n, c.as_bytes()))
+        || IDENTITY_HEADERS.iter().any(|h| same_name(n, h.as_bytes()))
+        || IDENTITY_HEADER_PREFIXES
+            .iter()
+            .any(|p| starts_like(n, p.as_bytes()))
 }
 
 /// Removes every identity-looking header: the built-in list, the configured names (the
@@ -70,15 +95,10 @@ fn normalise(name: &str) -> String {
 /// variants (`X_Forwarded_Email`, `x-forwarded-email` twice …). Returns how many header names
 /// were removed (for the audit record).
 pub fn strip_identity_headers(headers: &mut HeaderMap, configured: &[&str]) -> usize {
-    let configured: HashSet<String> = configured.iter().map(|n| normalise(n)).collect();
+    // Empty unless a client sent such a header, so nothing is allocated on the usual path.
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| {
-            let n = normalise(k.as_str());
-            configured.contains(&n)
-                || IDENTITY_HEADERS.contains(&n.as_str())
-                || IDENTITY_HEADER_PREFIXES.iter().any(|p| n.starts_with(p))
-        })
+        .filter(|k| is_identity_header(k.as_str(), configured))
         .cloned()
         .collect();
     for name in &doomed {
@@ -93,37 +113,36 @@ pub fn strip_identity_headers(headers: &mut HeaderMap, configured: &[&str]) -> u
 /// (RFC 6265), but browsers and servers disagree on odd forms, so the prefix match here is
 /// case-insensitive: stripping too much of our own namespace is the safe side.
 pub fn strip_sekisho_cookies(headers: &mut HeaderMap, cookie_name: &str) {
-    let prefix = cookie_name.to_ascii_lowercase();
-    let mut kept: Vec<String> = Vec::new();
-    let mut touched = false;
-    for value in headers.get_all(COOKIE) {
-        let Ok(s) = value.to_str() else {
-            // A non-UTF-8 cookie header cannot be filtered safely: drop it whole.
-            touched = true;
-            continue;
-        };
-        for pair in s.split(';') {
-            let pair = pair.trim();
-            if pair.is_empty() {
-                continue;
-            }
-            let name = pair.split('=').next().unwrap_or("").trim();
-            if name.to_ascii_lowercase().starts_with(&prefix) {
-                touched = true;
-            } else {
-                kept.push(pair.to_owned());
-            }
-        }
-    }
+    let ours = |pair: &str| {
+        let name = pair.split('=').next().unwrap_or("").trim().as_bytes();
+        name.len() >= cookie_name.len()
+            && name[..cookie_name.len()].eq_ignore_ascii_case(cookie_name.as_bytes())
+    };
+    // Most requests carry none of ours, or nothing else: look before building anything.
+    let touched = headers
+        .get_all(COOKIE)
+        .iter()
+        .any(|v| v.to_str().map_or(true, |s| pairs_of(s).any(ours)));
     if !touched {
         return;
     }
+    let mut kept: Vec<&str> = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        // A non-UTF-8 cookie header cannot be filtered safely: it goes whole.
+        if let Ok(s) = value.to_str() {
+            kept.extend(pairs_of(s).filter(|p| !ours(p)));
+        }
+    }
+    let joined = (!kept.is_empty()).then(|| kept.join("; "));
     headers.remove(COOKIE);
-    if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
-    {
+    if let Some(v) = joined.and_then(|j| HeaderValue::from_str(&j).ok()) {
         headers.insert(COOKIE, v);
     }
+}
+
+/// The `name=value` pairs of one `Cookie` header, trimmed, empty ones skipped.
+fn pairs_of(s: &str) -> impl Iterator<Item = &str> {
+    s.split(';').map(str::trim).filter(|p| !p.is_empty())
 }
 
 /// Sets the gateway's own identity headers (user, email, groups) after stripping. Values that
