@@ -279,7 +279,7 @@ impl IdentityService {
         let mut set_cookies = vec![login_cookie(cfg, &self.sessions.keys(), &login)];
         let prefix = format!("{}-login-", cfg.cookie_name);
         let pending: Vec<String> = crate::session::cookie_pairs(headers, &prefix)
-            .map(|m| m.into_keys().collect())
+            .map(|m| m.names().map(str::to_owned).collect())
             .unwrap_or_default();
         if pending.len() >= MAX_PENDING_LOGINS {
             for name in pending {

@@ -16,7 +16,6 @@
 //!
 //! **Times.** Every check takes `now`; nothing here reads the clock.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -154,10 +153,28 @@ impl std::fmt::Debug for SessionManager {
     }
 }
 
-/// All `name=value` pairs of all `Cookie` headers. `None` when a name repeats (a `__Host-`
-/// cookie cannot legitimately appear twice, so a duplicate is an injection attempt).
-pub(crate) fn cookie_pairs(headers: &HeaderMap, prefix: &str) -> Option<HashMap<String, String>> {
-    let mut out = HashMap::new();
+/// The `name=value` pairs of the `Cookie` headers whose name starts with a prefix, borrowed
+/// from the headers (this runs on every request that may carry a session).
+pub(crate) struct CookiePairs<'h>(Vec<(&'h str, &'h str)>);
+
+impl<'h> CookiePairs<'h> {
+    pub(crate) fn get(&self, name: &str) -> Option<&'h str> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = &'h str> + '_ {
+        self.0.iter().map(|(n, _)| *n)
+    }
+}
+
+/// More of our cookies than session chunks and pending logins can ever need.
+const MAX_PAIRS: usize = 64;
+
+/// All `name=value` pairs of all `Cookie` headers whose name starts with `prefix`. `None`
+/// when a name repeats (a `__Host-` cookie cannot legitimately appear twice, so a duplicate is
+/// an injection attempt).
+pub(crate) fn cookie_pairs<'h>(headers: &'h HeaderMap, prefix: &str) -> Option<CookiePairs<'h>> {
+    let mut out = CookiePairs(Vec::new());
     for v in headers.get_all(COOKIE) {
         let Ok(s) = v.to_str() else { continue };
         for pair in s.split(';') {
@@ -169,10 +186,12 @@ pub(crate) fn cookie_pairs(headers: &HeaderMap, prefix: &str) -> Option<HashMap<
             if !name.starts_with(prefix) {
                 continue;
             }
-            let value = value.trim().trim_matches('"');
-            if out.insert(name.to_owned(), value.to_owned()).is_some() {
+            // A linear look-up is cheaper than hashing for the handful a browser sends; the
+            // bound keeps a hostile header of thousands of such pairs from costing n².
+            if out.0.len() >= MAX_PAIRS || out.get(name).is_some() {
                 return None;
             }
+            out.0.push((name, value.trim().trim_matches('"')));
         }
     }
     Some(out)
@@ -478,6 +497,48 @@ mod tests {
         let id = m.identity(&back);
         assert_eq!(id.sub(), "alice");
         assert!(id.has_mfa());
+    }
+
+    #[test]
+    fn a_repeated_or_flooded_session_cookie_is_refused() {
+        let m = manager(vec![CookieKey::generate("k")]);
+        let s = m.create(claims(1), None, ts(0));
+        let good = browser(&m.encode(&s, ts(0)).unwrap());
+        assert!(matches!(m.decode(&good, ts(1)), Decoded::Valid(_)));
+        let value = good.get(COOKIE).unwrap().to_str().unwrap().to_owned();
+        // The same session twice, in one header or in two: an injection attempt.
+        for twice in [
+            vec![format!("{value}; {value}")],
+            vec![value.clone(), value.clone()],
+        ] {
+            let mut h = HeaderMap::new();
+            for v in twice {
+                h.append(COOKIE, HeaderValue::from_str(&v).unwrap());
+            }
+            assert!(matches!(
+                m.decode(&h, ts(1)),
+                Decoded::Rejected(SessionRejection::Invalid)
+            ));
+        }
+        // Other cookies around it are fine; a flood of names in our namespace is not.
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("a=1; {value}; b=2")).unwrap(),
+        );
+        assert!(matches!(m.decode(&h, ts(1)), Decoded::Valid(_)));
+        let flood: Vec<String> = (0..MAX_PAIRS)
+            .map(|i| format!("__Host-sekisho-x{i}=1"))
+            .collect();
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("{value}; {}", flood.join("; "))).unwrap(),
+        );
+        assert!(matches!(
+            m.decode(&h, ts(1)),
+            Decoded::Rejected(SessionRejection::Invalid)
+        ));
     }
 
     #[test]
