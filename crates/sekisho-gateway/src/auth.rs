@@ -28,8 +28,9 @@ pub async fn identify(
     headers: &HeaderMap,
     rid: &str,
     now: Timestamp,
+    memo: Option<&sekisho_identity::SessionMemo>,
 ) -> IdentityStep {
-    match rt.service.authenticate(headers, now).await {
+    match rt.service.authenticate_in(headers, now, memo).await {
         SessionOutcome::Authenticated {
             identity,
             set_cookies,
@@ -427,7 +428,7 @@ pub async fn reserved(
             plain(r, "jwks")
         }
         (Method::GET, "/.sekisho/whoami") => {
-            let (identity, cookies) = match identify(rt, &headers, rid, now).await {
+            let (identity, cookies) = match identify(rt, &headers, rid, now, None).await {
                 IdentityStep::Known(i, c) => (i, c),
                 IdentityStep::Refused(r, _) => return plain(r, "whoami_refused"),
             };

@@ -88,6 +88,8 @@ pub struct ConnInfo {
     pub sni: Option<String>,
     /// The device certificate presented at the handshake, if any.
     pub device: crate::device::ConnDevice,
+    /// The session cookie this connection sent last, opened (see `SessionMemo`).
+    pub session: sekisho_identity::SessionMemo,
 }
 
 /// The request after step 1: canonical host and path, and the query as received.
@@ -441,7 +443,7 @@ pub async fn handle(
     // 3. identity: only where a policy will look at it.
     let (identity, set_cookies) = match (&route.access, snap.identity.as_deref()) {
         (Access::Policy(_), Some(rt)) => {
-            match crate::auth::identify(rt, req.headers(), &rid, now).await {
+            match crate::auth::identify(rt, req.headers(), &rid, now, Some(&conn.session)).await {
                 crate::auth::IdentityStep::Known(i, c) => (i, c),
                 crate::auth::IdentityStep::Refused(resp, why) => {
                     return Ok(conclude(

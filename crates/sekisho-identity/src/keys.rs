@@ -113,6 +113,9 @@ impl Drop for CookieKey {
 #[derive(Clone, Debug)]
 pub struct CookieKeyRing {
     keys: Vec<CookieKey>,
+    /// Different for every ring built (clones share it: same keys). A session memo remembers
+    /// the ring that opened its cookie and is not used under another.
+    generation: u64,
 }
 
 impl CookieKeyRing {
@@ -129,7 +132,15 @@ impl CookieKeyRing {
                 )));
             }
         }
-        Ok(CookieKeyRing { keys })
+        static RINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Ok(CookieKeyRing {
+            keys,
+            generation: RINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The id of the key that seals new cookies.

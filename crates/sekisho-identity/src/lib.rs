@@ -54,7 +54,7 @@ pub use return_target::safe_return_target;
 pub use service::{
     IdentityService, LoginComplete, LoginRedirect, LogoutResponse, SessionOutcome, StepUp,
 };
-pub use session::SessionRejection;
+pub use session::{SessionMemo, SessionRejection};
 
 pub use upstream::{
     AssertionClaims, AssertionSigner, strip_identity_headers, strip_sekisho_cookies,

@@ -23,7 +23,7 @@ use crate::login::{UsedStates, clear_login_cookie, login_cookie, open_login};
 use crate::metrics::IdentityMetrics;
 use crate::oidc::{OidcProvider, RefreshError};
 use crate::return_target::safe_return_target;
-use crate::session::{Decoded, SessionManager, SessionRejection};
+use crate::session::{Decoded, SessionManager, SessionMemo, SessionRejection};
 
 pub use crate::oidc::StepUp;
 
@@ -355,6 +355,17 @@ impl IdentityService {
     /// ignored), else the session cookie — refreshed through the refresh token when its claims
     /// are older than `claims_max_age`. While the IdP is down, sessions keep their claims.
     pub async fn authenticate(&self, headers: &HeaderMap, now: Timestamp) -> SessionOutcome {
+        self.authenticate_in(headers, now, None).await
+    }
+
+    /// [`IdentityService::authenticate`] for a request on a connection that keeps a
+    /// [`SessionMemo`] of the session cookie it sent last.
+    pub async fn authenticate_in(
+        &self,
+        headers: &HeaderMap,
+        now: Timestamp,
+        memo: Option<&SessionMemo>,
+    ) -> SessionOutcome {
         match bearer_token(headers) {
             Err(e) => return SessionOutcome::BearerRejected(e),
             Ok(Some(token)) => {
@@ -371,7 +382,7 @@ impl IdentityService {
             }
             Ok(None) => {}
         }
-        self.authenticate_session(headers, now).await
+        self.authenticate_session(headers, now, memo).await
     }
 
     /// Session cookies only (see [`IdentityService::authenticate`]).
@@ -379,8 +390,9 @@ impl IdentityService {
         &self,
         headers: &HeaderMap,
         now: Timestamp,
+        memo: Option<&SessionMemo>,
     ) -> SessionOutcome {
-        let mut session = match self.sessions.decode(headers, now) {
+        let mut session = match self.sessions.decode_in(headers, now, memo) {
             Decoded::Absent => return SessionOutcome::Anonymous,
             Decoded::Rejected(reason) => {
                 return SessionOutcome::SessionRejected {

@@ -69,6 +69,53 @@ pub struct Session {
     pub(crate) data: SessionData,
 }
 
+/// The session cookie one connection presented last, and what it opened to.
+///
+/// A browser sends the same sealed cookie with every request on a connection; opening it
+/// (AES-GCM, then JSON) was the largest part of a session request's own work (≈ 2 µs, ≈ 5 %
+/// of the full-check route). The memo holds only what this connection itself sent: it is
+/// used when the next request carries exactly the same sealed bytes and the key ring is the
+/// one that opened them, and every check that depends on time or on the revocation list
+/// still runs on each request.
+#[derive(Default)]
+pub struct SessionMemo(std::sync::Mutex<Option<Opened>>);
+
+struct Opened {
+    sealed: String,
+    /// The manager and key ring that opened `sealed`.
+    opener: (u64, u64),
+    data: SessionData,
+}
+
+impl std::fmt::Debug for SessionMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionMemo(..)")
+    }
+}
+
+impl SessionMemo {
+    fn get(&self, sealed: &str, opener: (u64, u64)) -> Option<SessionData> {
+        let memo = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        memo.as_ref()
+            .filter(|o| o.opener == opener && o.sealed == sealed)
+            .map(|o| o.data.clone())
+    }
+
+    fn put(&self, sealed: String, opener: (u64, u64), data: &SessionData) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Opened {
+            sealed,
+            opener,
+            data: data.clone(),
+        });
+    }
+}
+
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
@@ -138,6 +185,9 @@ pub enum Decoded {
 
 /// Seals, opens, checks and revokes sessions.
 pub struct SessionManager {
+    /// Different for every manager built (a reload with another cookie name or issuer builds
+    /// a new one): a [`SessionMemo`] filled under one manager is not used by another.
+    id: u64,
     cfg: SessionConfig,
     keys: ArcSwap<CookieKeyRing>,
     revoked: moka::sync::Cache<String, i64>,
@@ -218,7 +268,9 @@ impl SessionManager {
             .max_capacity(cfg.revocation_capacity)
             .time_to_live(cfg.absolute_lifetime)
             .build();
+        static MANAGERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(SessionManager {
+            id: MANAGERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             cfg,
             keys: ArcSwap::from_pointee(keys),
             revoked,
@@ -256,7 +308,11 @@ impl SessionManager {
     }
 
     /// Opens the session cookies without checking lifetimes or revocation.
-    fn open(&self, headers: &HeaderMap) -> Result<Option<SessionData>, SessionRejection> {
+    fn open(
+        &self,
+        headers: &HeaderMap,
+        memo: Option<&SessionMemo>,
+    ) -> Result<Option<SessionData>, SessionRejection> {
         let Some(pairs) = cookie_pairs(headers, &self.cfg.cookie_name) else {
             return Err(SessionRejection::Invalid);
         };
@@ -276,15 +332,24 @@ impl SessionManager {
                     .ok_or(SessionRejection::Invalid)?,
             );
         }
-        let json = self
-            .keys
-            .load()
-            .open(&self.cfg.cookie_name, &sealed)
-            .ok_or(SessionRejection::Invalid)?;
-        let data: SessionData =
-            serde_json::from_str(&json).map_err(|_| SessionRejection::Invalid)?;
+        let ring = self.keys.load();
+        let opener = (self.id, ring.generation());
+        let (data, fresh) = match memo.and_then(|m| m.get(&sealed, opener)) {
+            Some(data) => (data, false),
+            None => {
+                let json = ring
+                    .open(&self.cfg.cookie_name, &sealed)
+                    .ok_or(SessionRejection::Invalid)?;
+                let data: SessionData =
+                    serde_json::from_str(&json).map_err(|_| SessionRejection::Invalid)?;
+                (data, true)
+            }
+        };
         if data.version != VERSION || data.issuer != self.issuer {
             return Err(SessionRejection::Invalid);
+        }
+        if fresh && let Some(m) = memo {
+            m.put(sealed, opener, &data);
         }
         Ok(Some(data))
     }
@@ -292,7 +357,17 @@ impl SessionManager {
     /// Reads and checks the session cookies: opens under the key ring, then absolute lifetime,
     /// idle timeout and revocation against `now`.
     pub fn decode(&self, headers: &HeaderMap, now: Timestamp) -> Decoded {
-        let data = match self.open(headers) {
+        self.decode_in(headers, now, None)
+    }
+
+    /// [`SessionManager::decode`] for a request on a connection that keeps a [`SessionMemo`].
+    pub fn decode_in(
+        &self,
+        headers: &HeaderMap,
+        now: Timestamp,
+        memo: Option<&SessionMemo>,
+    ) -> Decoded {
+        let data = match self.open(headers, memo) {
             Ok(None) => return Decoded::Absent,
             Ok(Some(d)) => d,
             Err(r) => {
@@ -398,7 +473,7 @@ impl SessionManager {
     /// Opens the cookies (ignoring lifetimes) and revokes the session; for logout, so even an
     /// idle session's id is refused afterwards. True if there was a session.
     pub fn revoke_from_headers(&self, headers: &HeaderMap) -> bool {
-        match self.open(headers) {
+        match self.open(headers, None) {
             Ok(Some(data)) => {
                 self.revoke(&Session { data });
                 true
@@ -537,6 +612,56 @@ mod tests {
         );
         assert!(matches!(
             m.decode(&h, ts(1)),
+            Decoded::Rejected(SessionRejection::Invalid)
+        ));
+    }
+
+    #[test]
+    fn a_connection_memo_never_outlives_keys_revocation_or_time() {
+        let k = CookieKey::generate("k");
+        let m = manager(vec![k.clone()]);
+        let s = m.create(claims(2), None, ts(0));
+        let h = browser(&m.encode(&s, ts(0)).unwrap());
+        let memo = SessionMemo::default();
+        assert!(matches!(
+            m.decode_in(&h, ts(1), Some(&memo)),
+            Decoded::Valid(_)
+        ));
+        assert!(
+            memo.0.lock().unwrap().is_some(),
+            "the opened cookie is kept"
+        );
+        let Decoded::Valid(again) = m.decode_in(&h, ts(2), Some(&memo)) else {
+            panic!("the same cookie again")
+        };
+        assert_eq!(again.data.claims.groups.len(), 2);
+        // Lifetimes are checked on every request, memo or not.
+        assert!(matches!(
+            m.decode_in(&h, ts(3601), Some(&memo)),
+            Decoded::Rejected(SessionRejection::Idle)
+        ));
+        // Another cookie on the same connection is opened, not taken from the memo.
+        let other = browser(&m.encode(&m.create(claims(5), None, ts(0)), ts(0)).unwrap());
+        let Decoded::Valid(o) = m.decode_in(&other, ts(1), Some(&memo)) else {
+            panic!()
+        };
+        assert_eq!(o.data.claims.groups.len(), 5);
+        // Revocation applies to a remembered session.
+        m.decode_in(&h, ts(1), Some(&memo));
+        m.revoke(&s);
+        assert!(matches!(
+            m.decode_in(&h, ts(1), Some(&memo)),
+            Decoded::Rejected(SessionRejection::Revoked)
+        ));
+        // A key removed from the ring: the memo filled under the old ring is not used.
+        let m = manager(vec![k]);
+        assert!(matches!(
+            m.decode_in(&h, ts(1), Some(&memo)),
+            Decoded::Valid(_)
+        ));
+        m.set_keys(CookieKeyRing::new(vec![CookieKey::generate("new")]).unwrap());
+        assert!(matches!(
+            m.decode_in(&h, ts(1), Some(&memo)),
             Decoded::Rejected(SessionRejection::Invalid)
         ));
     }
