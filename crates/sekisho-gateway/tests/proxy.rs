@@ -487,3 +487,76 @@ async fn a_trusted_proxy_may_vouch_for_the_client_and_request_id() {
     );
     assert_eq!(seen.headers["x-request-id"], "lb-1234");
 }
+
+#[tokio::test]
+async fn upstream_connections_are_kept_between_requests() {
+    let up = echo("kept", "127.0.10.12:0").await;
+    let gw = gateway(&public_route(&[up.addr])).await;
+    let c = gw.client("lgwan-https");
+    for i in 0..8 {
+        let r = c
+            .get(gw.url("lgwan-https", &format!("/kept/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert!(r.text().await.unwrap().contains(&format!("/kept/{i}")));
+    }
+    let peers: std::collections::HashSet<_> = up.requests().iter().map(|s| s.peer).collect();
+    assert_eq!(peers.len(), 1, "one upstream connection, reused: {peers:?}");
+}
+
+/// An HTTP/1.1 upstream that answers one request per connection and then closes it without
+/// saying so (no `Connection: close`), like a server whose keep-alive timeout is shorter than
+/// the gateway's. Each close is reported on the channel.
+async fn one_request_per_connection(
+    bind: &str,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                let _ = s.shutdown().await;
+                drop(s);
+                let _ = closed.send(());
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_is_not_used_again() {
+    let (addr, mut closed) = one_request_per_connection("127.0.10.13:0").await;
+    let gw = gateway(&public_route(&[addr])).await;
+    let c = gw.client("lgwan-https");
+    for i in 0..6 {
+        let r = c
+            .get(gw.url("lgwan-https", &format!("/once/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(r.text().await.unwrap(), "ok");
+        // The upstream has closed the connection this request used.
+        closed.recv().await.unwrap();
+    }
+}
