@@ -1278,13 +1278,20 @@ async fn forward(
     let (mut rparts, rbody) = resp.into_parts();
     let nominated = connection_nominated(&rparts.headers);
     let keep_upgrade = rparts.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    let names: Vec<HeaderName> = rparts.headers.keys().cloned().collect();
-    for name in names {
-        let hop = is_hop_by_hop(&name) || nominated.contains(&name);
-        let upgrade_hdr = keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE);
-        if hop && !upgrade_hdr {
-            rparts.headers.remove(&name);
-        }
+    // Only the names to drop are collected: usually none, so nothing is allocated.
+    let drop: Vec<HeaderName> = rparts
+        .headers
+        .keys()
+        .filter(|name| {
+            let hop = is_hop_by_hop(name) || nominated.contains(name);
+            let upgrade_hdr =
+                keep_upgrade && (*name == header::CONNECTION || *name == header::UPGRADE);
+            hop && !upgrade_hdr
+        })
+        .cloned()
+        .collect();
+    for name in drop {
+        rparts.headers.remove(&name);
     }
     if let Some(zone) = snap.config.zones.get(&route.zone)
         && let Some(cc) = &zone.response.cache_control

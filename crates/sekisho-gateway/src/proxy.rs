@@ -340,6 +340,10 @@ impl UpstreamPool {
     /// Upstream indices in the order to try: round robin, healthy ones first.
     fn order(&self) -> Vec<usize> {
         let n = self.route.upstreams.len();
+        if n == 1 {
+            // Nothing to choose: no counter, no clock.
+            return vec![0];
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let now = self.now_ms();
         let mut healthy = Vec::with_capacity(n);
