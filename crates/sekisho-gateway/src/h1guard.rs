@@ -567,14 +567,29 @@ mod tests {
             Just(b" ".to_vec()),
             Just(b":".to_vec()),
             Just(b"3\r\nabc\r\n0\r\n".to_vec()),
+            Just(b"\t".to_vec()),
+            Just(H2_PREFACE[..10].to_vec()),
             proptest::collection::vec(b'a'..=b'z', 0..40),
+            proptest::collection::vec(any::<u8>(), 0..8),
+            // Lines around the inspected length.
+            (MAX_LINE - 2..MAX_LINE + 3).prop_map(|n| vec![b'v'; n]),
         ];
         proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
     }
 
     /// Scans `input` in pieces of `step` bytes: how many bytes were accepted, and the verdict.
-    fn scan_in_steps(input: &[u8], step: usize, runs: bool) -> (usize, Result<(), &'static str>) {
-        let mut s = State::Head(Head::default());
+    /// `sniff`: start as a plaintext listener does, looking for an HTTP/2 preface.
+    fn scan_in_steps(
+        input: &[u8],
+        step: usize,
+        runs: bool,
+        sniff: bool,
+    ) -> (usize, Result<(), &'static str>) {
+        let mut s = if sniff {
+            State::Sniff { seen: 0 }
+        } else {
+            State::Head(Head::default())
+        };
         let mut accepted = 0;
         for piece in input.chunks(step.max(1)) {
             match s.scan_with(piece, runs) {
@@ -589,10 +604,10 @@ mod tests {
         /// Taking ordinary bytes a run at a time refuses exactly what the byte-at-a-time
         /// reading refuses, at the same byte, however the input arrives.
         #[test]
-        fn runs_and_single_bytes_agree(input in head_like(), step in 1usize..64) {
-            let reference = scan_in_steps(&input, input.len(), false);
-            proptest::prop_assert_eq!(reference, scan_in_steps(&input, input.len(), true));
-            proptest::prop_assert_eq!(reference, scan_in_steps(&input, step, true));
+        fn runs_and_single_bytes_agree(input in head_like(), step in 1usize..64, sniff in proptest::bool::ANY) {
+            let reference = scan_in_steps(&input, input.len(), false, sniff);
+            proptest::prop_assert_eq!(reference, scan_in_steps(&input, input.len(), true, sniff));
+            proptest::prop_assert_eq!(reference, scan_in_steps(&input, step, true, sniff));
         }
 
         /// Splitting the input anywhere gives the same verdict as scanning it whole.

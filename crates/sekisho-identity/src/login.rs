@@ -76,7 +76,7 @@ pub(crate) fn open_login(
     now: Timestamp,
 ) -> Result<LoginState, IdentityError> {
     let name = cookie_name(cfg, state);
-    let pairs = cookie_pairs(headers, &name).ok_or(IdentityError::LoginStateMissing)?;
+    let pairs = cookie_pairs(headers, |n| n == name).ok_or(IdentityError::LoginStateMissing)?;
     let sealed = pairs.get(&name).ok_or(IdentityError::LoginStateMissing)?;
     let json = keys
         .open(&name, sealed)

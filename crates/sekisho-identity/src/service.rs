@@ -278,12 +278,15 @@ impl IdentityService {
         let cfg = self.sessions.config();
         let mut set_cookies = vec![login_cookie(cfg, &self.sessions.keys(), &login)];
         let prefix = format!("{}-login-", cfg.cookie_name);
-        let pending: Vec<String> = crate::session::cookie_pairs(headers, &prefix)
-            .map(|m| m.names().map(str::to_owned).collect())
-            .unwrap_or_default();
+        let mut pending: Vec<&str> = crate::session::all_cookie_pairs(headers)
+            .map(|(name, _)| name)
+            .filter(|name| name.starts_with(&prefix))
+            .collect();
+        pending.sort_unstable();
+        pending.dedup();
         if pending.len() >= MAX_PENDING_LOGINS {
             for name in pending {
-                set_cookies.push(crate::session::set_cookie(&name, "", 0));
+                set_cookies.push(crate::session::set_cookie(name, "", 0));
             }
         }
         Ok(LoginRedirect {

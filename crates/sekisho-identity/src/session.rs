@@ -23,6 +23,7 @@ use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use crate::claims::{AuthMethod, MappedClaims, VerifiedIdentity};
 use crate::config::SessionConfig;
@@ -32,6 +33,7 @@ use crate::metrics::IdentityMetrics;
 
 const VERSION: u8 = 1;
 const MAX_CHUNKS: usize = 9;
+const _: () = assert!(MAX_CHUNKS <= 10, "chunk names are read as one digit");
 
 /// The session as sealed in the cookie.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -99,9 +101,22 @@ impl SessionMemo {
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // In constant time: behind a trusted front proxy one connection may carry several
+        // users' requests, so the memo may hold another user's cookie.
         memo.as_ref()
-            .filter(|o| o.opener == opener && o.sealed == sealed)
+            .filter(|o| {
+                o.opener == opener
+                    && o.sealed.len() == sealed.len()
+                    && bool::from(o.sealed.as_bytes().ct_eq(sealed.as_bytes()))
+            })
             .map(|o| o.data.clone())
+    }
+
+    fn clear(&self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     fn put(&self, sealed: String, opener: (u64, u64), data: &SessionData) {
@@ -203,46 +218,45 @@ impl std::fmt::Debug for SessionManager {
     }
 }
 
-/// The `name=value` pairs of the `Cookie` headers whose name starts with a prefix, borrowed
-/// from the headers (this runs on every request that may carry a session).
+/// The `name=value` pairs of the `Cookie` headers that one reader looks at, borrowed from the
+/// headers (this runs on every request that may carry a session).
 pub(crate) struct CookiePairs<'h>(Vec<(&'h str, &'h str)>);
 
 impl<'h> CookiePairs<'h> {
     pub(crate) fn get(&self, name: &str) -> Option<&'h str> {
         self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
-
-    pub(crate) fn names(&self) -> impl Iterator<Item = &'h str> + '_ {
-        self.0.iter().map(|(n, _)| *n)
-    }
 }
 
-/// More of our cookies than session chunks and pending logins can ever need.
-const MAX_PAIRS: usize = 64;
+/// Every `name=value` pair of every `Cookie` header, trimmed (value unquoted), empty and
+/// nameless ones skipped.
+pub(crate) fn all_cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .map(|(name, value)| (name.trim(), value.trim().trim_matches('"')))
+}
 
-/// All `name=value` pairs of all `Cookie` headers whose name starts with `prefix`. `None`
-/// when a name repeats (a `__Host-` cookie cannot legitimately appear twice, so a duplicate is
-/// an injection attempt).
-pub(crate) fn cookie_pairs<'h>(headers: &'h HeaderMap, prefix: &str) -> Option<CookiePairs<'h>> {
+/// The pairs whose name `wanted` accepts. `None` when such a name repeats (a `__Host-` cookie
+/// cannot legitimately appear twice, so a duplicate is an injection attempt). Readers accept
+/// only the few exact names they use, so other cookies in Sekisho's namespace — however many
+/// a page or an upstream set — neither cost a look-up nor make the request fail.
+pub(crate) fn cookie_pairs<'h>(
+    headers: &'h HeaderMap,
+    wanted: impl Fn(&str) -> bool,
+) -> Option<CookiePairs<'h>> {
     let mut out = CookiePairs(Vec::new());
-    for v in headers.get_all(COOKIE) {
-        let Ok(s) = v.to_str() else { continue };
-        for pair in s.split(';') {
-            let pair = pair.trim();
-            let Some((name, value)) = pair.split_once('=') else {
-                continue;
-            };
-            let name = name.trim();
-            if !name.starts_with(prefix) {
-                continue;
-            }
-            // A linear look-up is cheaper than hashing for the handful a browser sends; the
-            // bound keeps a hostile header of thousands of such pairs from costing n².
-            if out.0.len() >= MAX_PAIRS || out.get(name).is_some() {
-                return None;
-            }
-            out.0.push((name, value.trim().trim_matches('"')));
+    for (name, value) in all_cookie_pairs(headers) {
+        if !wanted(name) {
+            continue;
         }
+        if out.get(name).is_some() {
+            return None;
+        }
+        out.0.push((name, value));
     }
     Some(out)
 }
@@ -292,6 +306,19 @@ impl SessionManager {
         self.keys.load_full()
     }
 
+    /// `cookie_name`, or `cookie_name.N` for a chunk this configuration can use.
+    fn is_chunk_name(&self, name: &str) -> bool {
+        match name.strip_prefix(self.cfg.cookie_name.as_str()) {
+            Some("") => true,
+            // Chunk numbers are one digit (`MAX_CHUNKS` ≤ 10), written without a leading zero.
+            Some(rest) => match rest.as_bytes() {
+                [b'.', d @ b'1'..=b'9'] => usize::from(d - b'0') < self.max_chunks(),
+                _ => false,
+            },
+            None => false,
+        }
+    }
+
     fn chunk_name(&self, i: usize) -> String {
         if i == 0 {
             self.cfg.cookie_name.clone()
@@ -313,7 +340,7 @@ impl SessionManager {
         headers: &HeaderMap,
         memo: Option<&SessionMemo>,
     ) -> Result<Option<SessionData>, SessionRejection> {
-        let Some(pairs) = cookie_pairs(headers, &self.cfg.cookie_name) else {
+        let Some(pairs) = cookie_pairs(headers, |n| self.is_chunk_name(n)) else {
             return Err(SessionRejection::Invalid);
         };
         let Some(first) = pairs.get(&self.cfg.cookie_name) else {
@@ -388,6 +415,10 @@ impl SessionManager {
         };
         match rejection {
             Some(r) => {
+                // An ended session's data (its refresh token) is not kept for nothing.
+                if let Some(m) = memo {
+                    m.clear();
+                }
                 IdentityMetrics::inc(&self.metrics.sessions_rejected);
                 Decoded::Rejected(r)
             }
@@ -575,7 +606,7 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_or_flooded_session_cookie_is_refused() {
+    fn a_repeated_session_cookie_is_refused_and_other_names_are_ignored() {
         let m = manager(vec![CookieKey::generate("k")]);
         let s = m.create(claims(1), None, ts(0));
         let good = browser(&m.encode(&s, ts(0)).unwrap());
@@ -595,25 +626,27 @@ mod tests {
                 Decoded::Rejected(SessionRejection::Invalid)
             ));
         }
-        // Other cookies around it are fine; a flood of names in our namespace is not.
-        let mut h = HeaderMap::new();
-        h.insert(
-            COOKIE,
-            HeaderValue::from_str(&format!("a=1; {value}; b=2")).unwrap(),
-        );
-        assert!(matches!(m.decode(&h, ts(1)), Decoded::Valid(_)));
-        let flood: Vec<String> = (0..MAX_PAIRS)
-            .map(|i| format!("__Host-sekisho-x{i}=1"))
+        // Any number of other cookies, in Sekisho's namespace or not, neither refuse the
+        // session nor cost more than a look at their names (a page or an upstream may set
+        // them; they must not lock the user out).
+        let flood: Vec<String> = (0..5000)
+            .map(|i| format!("__Host-sekisho-x{i}=1; __Host-sekisho.0{i}=2; a{i}=3"))
             .collect();
         let mut h = HeaderMap::new();
         h.insert(
             COOKIE,
-            HeaderValue::from_str(&format!("{value}; {}", flood.join("; "))).unwrap(),
+            HeaderValue::from_str(&format!("{}; {value}", flood.join("; "))).unwrap(),
         );
-        assert!(matches!(
-            m.decode(&h, ts(1)),
-            Decoded::Rejected(SessionRejection::Invalid)
-        ));
+        assert!(matches!(m.decode(&h, ts(1)), Decoded::Valid(_)));
+        assert!(m.is_chunk_name("__Host-sekisho") && m.is_chunk_name("__Host-sekisho.1"));
+        for not in [
+            "__Host-sekisho.0",
+            "__Host-sekisho.01",
+            "__Host-sekisho.9",
+            "__Host-sekisho-login-ab",
+        ] {
+            assert!(!m.is_chunk_name(not), "{not}");
+        }
     }
 
     #[test]
@@ -640,6 +673,10 @@ mod tests {
             m.decode_in(&h, ts(3601), Some(&memo)),
             Decoded::Rejected(SessionRejection::Idle)
         ));
+        assert!(
+            memo.0.lock().unwrap().is_none(),
+            "an ended session is not kept"
+        );
         // Another cookie on the same connection is opened, not taken from the memo.
         let other = browser(&m.encode(&m.create(claims(5), None, ts(0)), ts(0)).unwrap());
         let Decoded::Valid(o) = m.decode_in(&other, ts(1), Some(&memo)) else {
