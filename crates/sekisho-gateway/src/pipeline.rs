@@ -1293,6 +1293,17 @@ async fn forward(
     for name in drop {
         rparts.headers.remove(&name);
     }
+    // Sekisho's cookies are Sekisho's: an upstream may not set, replace or delete them, even
+    // on a route that does not sign anyone in (the same browser holds the session).
+    let cookie_name = snap
+        .config
+        .identity
+        .as_ref()
+        .map_or("__Host-sekisho", |s| s.config.session.cookie_name.as_str());
+    let planted = sekisho_identity::strip_sekisho_set_cookies(&mut rparts.headers, cookie_name);
+    if planted > 0 {
+        tracing::warn!(request_id = %rid, route = %route.name, count = planted, "upstream tried to set the gateway's own cookies; removed");
+    }
     if let Some(zone) = snap.config.zones.get(&route.zone)
         && let Some(cc) = &zone.response.cache_control
         && let Ok(v) = HeaderValue::from_str(cc)

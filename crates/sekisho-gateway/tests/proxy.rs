@@ -506,11 +506,12 @@ async fn upstream_connections_are_kept_between_requests() {
     assert_eq!(peers.len(), 1, "one upstream connection, reused: {peers:?}");
 }
 
-/// An HTTP/1.1 upstream that answers one request per connection and then closes it without
-/// saying so (no `Connection: close`), like a server whose keep-alive timeout is shorter than
-/// the gateway's. Each close is reported on the channel.
+/// An HTTP/1.1 upstream that answers one request per connection with `response` and then
+/// closes it without saying so (no `Connection: close`), like a server whose keep-alive
+/// timeout is shorter than the gateway's. Each close is reported on the channel.
 async fn one_request_per_connection(
     bind: &str,
+    response: &'static [u8],
 ) -> (
     std::net::SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<()>,
@@ -531,9 +532,7 @@ async fn one_request_per_connection(
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    .await;
+                let _ = s.write_all(response).await;
                 let _ = s.shutdown().await;
                 drop(s);
                 let _ = closed.send(());
@@ -545,7 +544,11 @@ async fn one_request_per_connection(
 
 #[tokio::test]
 async fn a_connection_the_upstream_closed_is_not_used_again() {
-    let (addr, mut closed) = one_request_per_connection("127.0.10.13:0").await;
+    let (addr, mut closed) = one_request_per_connection(
+        "127.0.10.13:0",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
     let gw = gateway(&public_route(&[addr])).await;
     let c = gw.client("lgwan-https");
     for i in 0..6 {
@@ -559,4 +562,32 @@ async fn a_connection_the_upstream_closed_is_not_used_again() {
         // The upstream has closed the connection this request used.
         closed.recv().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn an_upstream_cannot_set_the_gateways_cookies() {
+    let (addr, _closed) = one_request_per_connection(
+        "127.0.10.14:0",
+        b"HTTP/1.1 200 OK\r\nSet-Cookie: app=1; Path=/\r\nSet-Cookie: __Host-sekisho=; Max-Age=0; Path=/; Secure\r\nSet-Cookie: __Host-sekisho-login-x=planted; Path=/; Secure\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
+    let gw = gateway(&public_route(&[addr])).await;
+    let r = gw
+        .client("lgwan-https")
+        .get(gw.url("lgwan-https", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        set,
+        vec!["app=1; Path=/".to_owned()],
+        "only the application's cookie"
+    );
 }

@@ -58,4 +58,5 @@ pub use session::{SessionMemo, SessionRejection};
 
 pub use upstream::{
     AssertionClaims, AssertionSigner, strip_identity_headers, strip_sekisho_cookies,
+    strip_sekisho_set_cookies,
 };

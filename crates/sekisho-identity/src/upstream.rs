@@ -9,7 +9,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::header::{COOKIE, HeaderName};
+use http::header::{COOKIE, HeaderName, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 use jiff::Timestamp;
 use serde::Serialize;
@@ -138,6 +138,39 @@ pub fn strip_sekisho_cookies(headers: &mut HeaderMap, cookie_name: &str) {
     if let Some(v) = joined.and_then(|j| HeaderValue::from_str(&j).ok()) {
         headers.insert(COOKIE, v);
     }
+}
+
+/// Removes every `Set-Cookie` from an upstream's response that would set, replace or delete
+/// one of Sekisho's cookies (the session, its chunks, login state): an upstream, or a script
+/// it serves, must not be able to sign a user out or plant login state. Other cookies stay in
+/// order. Returns how many were removed.
+pub fn strip_sekisho_set_cookies(headers: &mut HeaderMap, cookie_name: &str) -> usize {
+    let ours = |v: &HeaderValue| {
+        // A value that is not UTF-8 cannot be read safely: treat it as ours.
+        v.to_str().map_or(true, |s| {
+            let name = s
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .split('=')
+                .next()
+                .unwrap_or("");
+            let name = name.trim().as_bytes();
+            name.len() >= cookie_name.len()
+                && name[..cookie_name.len()].eq_ignore_ascii_case(cookie_name.as_bytes())
+        })
+    };
+    let all = headers.get_all(SET_COOKIE);
+    let removed = all.iter().filter(|v| ours(v)).count();
+    if removed == 0 {
+        return 0;
+    }
+    let kept: Vec<HeaderValue> = all.iter().filter(|v| !ours(v)).cloned().collect();
+    headers.remove(SET_COOKIE);
+    for v in kept {
+        headers.append(SET_COOKIE, v);
+    }
+    removed
 }
 
 /// The `name=value` pairs of one `Cookie` header, trimmed, empty ones skipped.
@@ -582,6 +615,29 @@ mod tests {
         let mut left: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
         left.sort();
         assert_eq!(left, vec!["accept".to_string(), "x-request-id".to_string()]);
+    }
+
+    #[test]
+    fn upstreams_cannot_set_our_cookies() {
+        let mut h = HeaderMap::new();
+        h.append(SET_COOKIE, HeaderValue::from_static("app=1; Path=/"));
+        h.append(
+            SET_COOKIE,
+            HeaderValue::from_static("__Host-sekisho=; Max-Age=0; Path=/"),
+        );
+        h.append(
+            SET_COOKIE,
+            HeaderValue::from_static(" __HOST-Sekisho-login-ab=x"),
+        );
+        h.append(SET_COOKIE, HeaderValue::from_bytes(b"\xff=1").unwrap());
+        h.append(SET_COOKIE, HeaderValue::from_static("other=2; HttpOnly"));
+        assert_eq!(strip_sekisho_set_cookies(&mut h, "__Host-sekisho"), 3);
+        let left: Vec<_> = h.get_all(SET_COOKIE).iter().collect();
+        assert_eq!(left, vec!["app=1; Path=/", "other=2; HttpOnly"]);
+        let mut none = HeaderMap::new();
+        none.append(SET_COOKIE, HeaderValue::from_static("app=1"));
+        assert_eq!(strip_sekisho_set_cookies(&mut none, "__Host-sekisho"), 0);
+        assert_eq!(none.get(SET_COOKIE).unwrap(), "app=1");
     }
 
     #[test]
