@@ -23,7 +23,6 @@ use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
 use crate::claims::{AuthMethod, MappedClaims, VerifiedIdentity};
 use crate::config::SessionConfig;
@@ -95,6 +94,15 @@ impl std::fmt::Debug for SessionMemo {
     }
 }
 
+/// Equal slices of equal length, in time independent of where they differ. `subtle`'s
+/// `ct_eq` puts a barrier on every byte (≈ 1 µs for a 1.3 KB cookie, 3 % of a request); this
+/// folds the differences into one accumulator the compiler can vectorise, with one barrier.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    debug_assert_eq!(a.len(), b.len());
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
 impl SessionMemo {
     fn get(&self, sealed: &str, opener: (u64, u64)) -> Option<SessionData> {
         let memo = self
@@ -107,7 +115,7 @@ impl SessionMemo {
             .filter(|o| {
                 o.opener == opener
                     && o.sealed.len() == sealed.len()
-                    && bool::from(o.sealed.as_bytes().ct_eq(sealed.as_bytes()))
+                    && same_bytes(o.sealed.as_bytes(), sealed.as_bytes())
             })
             .map(|o| o.data.clone())
     }
@@ -647,6 +655,15 @@ mod tests {
         ] {
             assert!(!m.is_chunk_name(not), "{not}");
         }
+    }
+
+    #[test]
+    fn same_bytes_is_equality() {
+        assert!(same_bytes(b"", b""));
+        assert!(same_bytes(b"abc", b"abc"));
+        assert!(!same_bytes(b"xbc", b"abc"));
+        assert!(!same_bytes(b"abx", b"abc"));
+        assert!(!same_bytes(&[0x80; 1300], &[0x00; 1300]));
     }
 
     #[test]
