@@ -60,14 +60,15 @@ pub fn evaluate(
     now: Timestamp,
 ) -> DeviceView {
     let chain = conn.chain.as_deref();
-    let previous = conn
-        .memo
-        .lock()
-        .ok()
-        .and_then(|m| m.clone())
-        .filter(|(g, _)| *g == generation)
-        .map(|(_, d)| d);
-    let outcome = posture.evaluate_memo(chain, previous.as_ref(), assertion, now);
+    // Looked at in place (the evaluation does not wait on anything), not copied out.
+    let outcome = {
+        let memo = conn.memo.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = memo
+            .as_ref()
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, d)| d);
+        posture.evaluate_memo(chain, previous, assertion, now)
+    };
     match outcome {
         DeviceOutcome::NoCertificate => DeviceView::none(),
         DeviceOutcome::Rejected(err) => {

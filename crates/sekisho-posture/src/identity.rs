@@ -211,7 +211,9 @@ pub fn device_id(facts: &CertFacts, source: &DeviceIdSource) -> Result<String, D
 #[derive(Debug, Clone)]
 pub struct VerifiedDevice {
     pub(crate) id: String,
-    pub(crate) facts: CertFacts,
+    /// Shared: a connection's device is re-used for each of its requests (`check_memo`), and
+    /// copying a dozen strings per request showed in the profile.
+    pub(crate) facts: Arc<CertFacts>,
     pub(crate) chain: Arc<[CertificateDer<'static>]>,
     pub(crate) verified_at: Timestamp,
     pub(crate) trust_generation: u64,

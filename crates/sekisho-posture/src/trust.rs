@@ -296,7 +296,7 @@ pub fn check_with(
     let id = device_id(&facts, &snapshot.id_source)?;
     Ok(VerifiedDevice {
         id,
-        facts,
+        facts: std::sync::Arc::new(facts),
         chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
         verified_at: now,
         trust_generation: snapshot.generation,
