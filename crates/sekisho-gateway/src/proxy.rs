@@ -121,10 +121,32 @@ impl H1Conns {
         None
     }
 
-    fn give_back(&self, i: usize, tx: http1::SendRequest<Reclaim>) {
+    fn give_back(self: &Arc<Self>, i: usize, tx: http1::SendRequest<Reclaim>) {
         if tx.is_closed() {
             return;
         }
+        if !tx.is_ready() {
+            // The response ended before the request body was all sent (an upstream may answer
+            // early, and a client may upload slowly). Stacked now, the connection would make
+            // the next request wait behind that upload until its gateway timeout; it goes back
+            // once it can take a request, or is dropped if it closes first.
+            let conns = Arc::downgrade(self);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let mut tx = tx;
+                    if tx.ready().await.is_ok()
+                        && let Some(c) = conns.upgrade()
+                    {
+                        c.push_idle(i, tx);
+                    }
+                });
+            }
+            return;
+        }
+        self.push_idle(i, tx);
+    }
+
+    fn push_idle(&self, i: usize, tx: http1::SendRequest<Reclaim>) {
         let round = self.round.load(Ordering::Relaxed);
         let mut idle = self.idle[i].lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
@@ -236,7 +258,10 @@ impl HttpBody for UpstreamBody {
         let frame = Pin::new(&mut self.inner).poll_frame(cx);
         match &frame {
             Poll::Ready(None) => self.ended = true,
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.ended = true,
+            // Trailers are always the last frame of a body.
+            Poll::Ready(Some(Ok(f))) if f.is_trailers() || self.inner.is_end_stream() => {
+                self.ended = true
+            }
             _ => {}
         }
         frame

@@ -591,3 +591,133 @@ async fn an_upstream_cannot_set_the_gateways_cookies() {
         "only the application's cookie"
     );
 }
+
+/// An HTTP/1.1 upstream that answers each request as soon as it has its head. After a POST it
+/// reads (and drops) the rest of the connection's bytes - the upload - and answers nothing more
+/// on it; other requests are answered and the connection kept.
+async fn answers_before_the_body(bind: &str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                loop {
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    if head.starts_with(b"POST") {
+                        while let Ok(n) = s.read(&mut buf).await {
+                            if n == 0 {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_connection_still_sending_an_upload_is_not_given_to_the_next_request() {
+    // An upstream may answer before it has read the request body (refusing an upload by its
+    // headers, say) while the client is still uploading. Until the upload has been sent that
+    // connection can take no other request: handed to the next one, it would hold it until
+    // the gateway's timeout.
+    let addr = answers_before_the_body("127.0.10.16:0").await;
+    let gw = gateway(&public_route(&[addr])).await;
+    let c = gw.client("lgwan-https");
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let upload = futures_util::stream::unfold((true, Some(held)), |(first, held)| async move {
+        if first {
+            let part = hyper::body::Frame::data(bytes::Bytes::from_static(b"first part"));
+            return Some((Ok::<_, std::convert::Infallible>(part), (false, held)));
+        }
+        let _ = held?.await;
+        None
+    });
+    let r = c
+        .post(gw.url("lgwan-https", "/upload"))
+        .body(reqwest::Body::wrap(http_body_util::StreamBody::new(upload)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok");
+
+    // The upload is still going; the next request must not wait behind it.
+    let next = tokio::time::timeout(
+        Duration::from_secs(20),
+        c.get(gw.url("lgwan-https", "/next")).send(),
+    )
+    .await
+    .expect("the next request waited behind the unfinished upload")
+    .unwrap();
+    assert_eq!(next.status(), 200);
+    assert_eq!(next.text().await.unwrap(), "ok");
+    drop(release);
+}
+
+#[tokio::test]
+async fn a_connection_whose_response_ended_with_trailers_is_kept() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A keep-alive upstream whose chunked responses end with a trailer section.
+    let listener = tokio::net::TcpListener::bind("127.0.10.17:0")
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                loop {
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-check\r\n\r\n2\r\nok\r\n0\r\nx-check: 1\r\n\r\n";
+                    if s.write_all(resp).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let gw = gateway(&public_route(&[addr])).await;
+    let c = gw.client("lgwan-https");
+    for i in 0..4 {
+        let r = c
+            .get(gw.url("lgwan-https", &format!("/t/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one upstream connection, reused"
+    );
+}
