@@ -60,21 +60,21 @@ pub fn evaluate(
     now: Timestamp,
 ) -> DeviceView {
     let chain = conn.chain.as_deref();
-    // Looked at in place (the evaluation does not wait on anything), not copied out.
-    let outcome = {
-        let memo = conn.memo.lock().unwrap_or_else(|p| p.into_inner());
-        let previous = memo
-            .as_ref()
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, d)| d);
-        posture.evaluate_memo(chain, previous, assertion, now)
-    };
+    // Copied out (cheap: the certificate facts and chain are shared) so that the lock is not
+    // held while a chain or an assertion is verified: HTTP/2 streams of one connection run
+    // as tasks of their own and would queue on it.
+    let previous = conn
+        .memo
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .filter(|(g, _)| *g == generation)
+        .map(|(_, d)| d.clone());
+    let outcome = posture.evaluate_memo(chain, previous.as_ref(), assertion, now);
     match outcome {
         DeviceOutcome::NoCertificate => DeviceView::none(),
         DeviceOutcome::Rejected(err) => {
-            if let Ok(mut m) = conn.memo.lock() {
-                *m = None;
-            }
+            *conn.memo.lock().unwrap_or_else(|p| p.into_inner()) = None;
             DeviceView {
                 input: policy::Device {
                     certificate: policy::Certificate::Invalid {
@@ -90,9 +90,7 @@ pub fn evaluate(
         DeviceOutcome::Verified(view) => {
             let d = &view.device;
             let p = &view.posture;
-            if let Ok(mut m) = conn.memo.lock() {
-                *m = Some((generation, d.clone()));
-            }
+            *conn.memo.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, d.clone()));
             let input = policy::Device {
                 certificate: policy::Certificate::Present {
                     id: d.id().to_owned(),

@@ -3,7 +3,8 @@
 //!
 //! HTTP/1.1 upstream connections are kept by Sekisho itself ([`H1Conns`]): a stack of idle
 //! connections per upstream, taken for a request and given back when its response body has
-//! ended. hyper-util's general-purpose pool (kept for HTTP/2 upstreams) hashes a pool key,
+//! ended — unless the upstream answered before the request body was sent whole, in which case
+//! the connection is closed (as nginx does; see [`H1Conns::give_back`]). hyper-util's general-purpose pool (kept for HTTP/2 upstreams) hashes a pool key,
 //! races a lazy connect against the checkout and spawns a task per request to watch the
 //! connection become idle again; measured on the benchmark's bare proxy that cost ≈ 2 µs per
 //! request, ≈ 10 % of its throughput.
@@ -15,7 +16,7 @@
 //! never made.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -73,9 +74,15 @@ enum SendError {
     Exchange(Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// One HTTP/1.1 connection to an upstream: the handle that sends on it and its driving task.
+struct Conn {
+    tx: http1::SendRequest<Reclaim>,
+    task: tokio::task::AbortHandle,
+}
+
 /// Idle connections to one upstream, most recently given back last, each with the sweep round
 /// in which it was given back.
-type IdleStack = Vec<(http1::SendRequest<Reclaim>, u64)>;
+type IdleStack = Vec<(Conn, u64)>;
 
 /// Idle HTTP/1.1 connections to the upstreams of one route.
 struct H1Conns {
@@ -97,7 +104,7 @@ impl H1Conns {
         }
     }
 
-    fn take(self: &Arc<Self>, i: usize) -> Option<http1::SendRequest<Reclaim>> {
+    fn take(self: &Arc<Self>, i: usize) -> Option<Conn> {
         // Started on first use, inside the runtime; it ends when the route's pool is dropped
         // (a reload builds new pools).
         self.sweeper.call_once(|| {
@@ -113,44 +120,34 @@ impl H1Conns {
             });
         });
         let mut idle = self.idle[i].lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((tx, _)) = idle.pop() {
-            if !tx.is_closed() {
-                return Some(tx);
+        while let Some((conn, _)) = idle.pop() {
+            if !conn.tx.is_closed() {
+                return Some(conn);
             }
         }
         None
     }
 
-    fn give_back(self: &Arc<Self>, i: usize, tx: http1::SendRequest<Reclaim>) {
-        if tx.is_closed() {
+    /// Stacks a connection whose response has ended, or closes it.
+    fn give_back(&self, i: usize, conn: Conn, request_sent: bool) {
+        if conn.tx.is_closed() {
             return;
         }
-        if !tx.is_ready() {
-            // The response ended before the request body was all sent (an upstream may answer
-            // early, and a client may upload slowly). Stacked now, the connection would make
-            // the next request wait behind that upload until its gateway timeout; it goes back
-            // once it can take a request, or is dropped if it closes first.
-            let conns = Arc::downgrade(self);
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let mut tx = tx;
-                    if tx.ready().await.is_ok()
-                        && let Some(c) = conns.upgrade()
-                    {
-                        c.push_idle(i, tx);
-                    }
-                });
-            }
+        if !request_sent {
+            // The upstream answered before the request body was all sent. An upstream that
+            // then neither reads the rest nor closes would take the remaining body bytes for
+            // the next request on this connection (a "CL.0" desync), and until the upload
+            // ends the connection can take no other request anyway. nginx's keep-alive pool
+            // refuses such connections too: closed, with what is left of the upload.
+            conn.task.abort();
             return;
         }
-        self.push_idle(i, tx);
-    }
-
-    fn push_idle(&self, i: usize, tx: http1::SendRequest<Reclaim>) {
+        // Not `is_ready()` yet is fine: the request has been handed over whole and the
+        // connection becomes ready once it is flushed; `send` waits for that.
         let round = self.round.load(Ordering::Relaxed);
         let mut idle = self.idle[i].lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push((tx, round));
+            idle.push((conn, round));
         }
     }
 
@@ -159,14 +156,11 @@ impl H1Conns {
         let round = self.round.fetch_add(1, Ordering::Relaxed);
         for idle in &self.idle {
             let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
-            idle.retain(|(tx, r)| *r >= round && !tx.is_closed());
+            idle.retain(|(conn, r)| *r >= round && !conn.tx.is_closed());
         }
     }
 
-    async fn connect(
-        &self,
-        up: &crate::config::Upstream,
-    ) -> Result<http1::SendRequest<Reclaim>, SendError> {
+    async fn connect(&self, up: &crate::config::Upstream) -> Result<Conn, SendError> {
         let host = up.host.trim_start_matches('[').trim_end_matches(']');
         let io = self
             .connector
@@ -177,12 +171,13 @@ impl H1Conns {
             .handshake(io)
             .await
             .map_err(|e| SendError::Connect("connect", format!("{up}: {}", error_chain(&e))))?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %error_chain(&e), "upstream connection ended with an error");
             }
-        });
-        Ok(tx)
+        })
+        .abort_handle();
+        Ok(Conn { tx, task })
     }
 
     /// Sends on an idle connection, or a new one. A request that an idle connection closed
@@ -194,12 +189,13 @@ impl H1Conns {
         up: &crate::config::Upstream,
         mut req: Request<Reclaim>,
     ) -> Result<Response<UpstreamBody>, SendError> {
+        let sent = req.body().sent.clone();
         loop {
-            let (mut tx, reused) = match self.take(i) {
-                Some(tx) => (tx, true),
+            let (mut conn, reused) = match self.take(i) {
+                Some(conn) => (conn, true),
                 None => (self.connect(up).await?, false),
             };
-            if tx.ready().await.is_err() {
+            if conn.tx.ready().await.is_err() {
                 if reused {
                     continue;
                 }
@@ -208,11 +204,16 @@ impl H1Conns {
                     format!("{up}: connection closed"),
                 ));
             }
-            match tx.try_send_request(req).await {
+            match conn.tx.try_send_request(req).await {
                 Ok(resp) => {
                     // After `101 Switching Protocols` the connection belongs to the tunnel.
-                    let back = (resp.status() != http::StatusCode::SWITCHING_PROTOCOLS)
-                        .then(|| (self.clone(), i, tx));
+                    let back =
+                        (resp.status() != http::StatusCode::SWITCHING_PROTOCOLS).then(|| Kept {
+                            conns: self.clone(),
+                            i,
+                            conn,
+                            sent: sent.clone(),
+                        });
                     return Ok(resp.map(|body| UpstreamBody {
                         inner: body,
                         back,
@@ -228,12 +229,21 @@ impl H1Conns {
     }
 }
 
+/// A kept HTTP/1.1 connection while its response is read, and whether its request body has
+/// been handed over whole.
+struct Kept {
+    conns: Arc<H1Conns>,
+    i: usize,
+    conn: Conn,
+    sent: Arc<AtomicBool>,
+}
+
 /// A response body from an upstream; for a kept HTTP/1.1 connection, the connection goes back
 /// to the idle stack when the body has ended (not before: the next request would wait behind
 /// it), and is closed if the body was dropped before its end.
 pub struct UpstreamBody {
     inner: Incoming,
-    back: Option<(Arc<H1Conns>, usize, http1::SendRequest<Reclaim>)>,
+    back: Option<Kept>,
     ended: bool,
 }
 
@@ -278,10 +288,11 @@ impl HttpBody for UpstreamBody {
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        if let Some((conns, i, tx)) = self.back.take()
+        if let Some(k) = self.back.take()
             && (self.ended || self.inner.is_end_stream())
         {
-            conns.give_back(i, tx);
+            let sent = k.sent.load(Ordering::Acquire);
+            k.conns.give_back(k.i, k.conn, sent);
         }
     }
 }
@@ -501,6 +512,8 @@ pub struct Reclaim {
     body: Option<Body>,
     hint: SizeHint,
     end: bool,
+    /// Set once the whole body has been handed to the connection (at once for an empty one).
+    sent: Arc<AtomicBool>,
 }
 
 impl Reclaim {
@@ -514,6 +527,7 @@ impl Reclaim {
             body: None,
             hint,
             end,
+            sent: Arc::new(AtomicBool::new(end)),
         }
     }
 }
@@ -530,13 +544,25 @@ impl HttpBody for Reclaim {
             let taken = self.slot.lock().ok().and_then(|mut s| s.take());
             match taken {
                 Some(b) => self.body = Some(b),
-                None => return Poll::Ready(None),
+                None => {
+                    self.sent.store(true, Ordering::Release);
+                    return Poll::Ready(None);
+                }
             }
         }
-        match self.body.as_mut() {
-            Some(b) => Pin::new(b).poll_frame(cx),
-            None => Poll::Ready(None),
+        let Some(b) = self.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = Pin::new(&mut *b).poll_frame(cx);
+        let done = match &frame {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => b.is_end_stream(),
+            _ => false,
+        };
+        if done {
+            self.sent.store(true, Ordering::Release);
         }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

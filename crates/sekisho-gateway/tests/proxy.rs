@@ -594,13 +594,21 @@ async fn an_upstream_cannot_set_the_gateways_cookies() {
 
 /// An HTTP/1.1 upstream that answers each request as soon as it has its head. After a POST it
 /// reads (and drops) the rest of the connection's bytes - the upload - and answers nothing more
-/// on it; other requests are answered and the connection kept.
-async fn answers_before_the_body(bind: &str) -> std::net::SocketAddr {
+/// on it, reporting on the channel when the gateway closes that connection; other requests are
+/// answered and the connection kept.
+async fn answers_before_the_body(
+    bind: &str,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let (closed, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
+            let closed = closed.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 loop {
@@ -620,25 +628,26 @@ async fn answers_before_the_body(bind: &str) -> std::net::SocketAddr {
                     if head.starts_with(b"POST") {
                         while let Ok(n) = s.read(&mut buf).await {
                             if n == 0 {
-                                return;
+                                break;
                             }
                         }
+                        let _ = closed.send(());
                         return;
                     }
                 }
             });
         }
     });
-    addr
+    (addr, rx)
 }
 
 #[tokio::test]
-async fn a_connection_still_sending_an_upload_is_not_given_to_the_next_request() {
+async fn a_connection_still_sending_an_upload_is_closed_not_reused() {
     // An upstream may answer before it has read the request body (refusing an upload by its
-    // headers, say) while the client is still uploading. Until the upload has been sent that
-    // connection can take no other request: handed to the next one, it would hold it until
-    // the gateway's timeout.
-    let addr = answers_before_the_body("127.0.10.16:0").await;
+    // headers, say) while the client is still uploading. Handed to the next request, that
+    // connection would hold it until the upload ends - and an upstream that neither reads the
+    // rest nor closes would take the upload's bytes for the next request. The gateway closes it.
+    let (addr, mut closed) = answers_before_the_body("127.0.10.16:0").await;
     let gw = gateway(&public_route(&[addr])).await;
     let c = gw.client("lgwan-https");
     let (release, held) = tokio::sync::oneshot::channel::<()>();
@@ -669,6 +678,10 @@ async fn a_connection_still_sending_an_upload_is_not_given_to_the_next_request()
     .unwrap();
     assert_eq!(next.status(), 200);
     assert_eq!(next.text().await.unwrap(), "ok");
+    // The uploading connection was closed by the gateway while the client still held its upload.
+    tokio::time::timeout(Duration::from_secs(20), closed.recv())
+        .await
+        .expect("the gateway kept the connection of the unfinished upload open");
     drop(release);
 }
 
