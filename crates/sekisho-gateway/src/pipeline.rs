@@ -193,7 +193,7 @@ const HOP_BY_HOP: &[&str] = &[
     "http2-settings",
 ];
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     name.as_str() == "transfer-encoding" || HOP_BY_HOP.contains(&name.as_str())
 }
 

@@ -265,7 +265,12 @@ impl HttpBody for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        let mut frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &mut frame
+            && let Some(trailers) = f.trailers_mut()
+        {
+            clean_trailers(trailers);
+        }
         match &frame {
             Poll::Ready(None) => self.ended = true,
             // Trailers are always the last frame of a body.
@@ -283,6 +288,37 @@ impl HttpBody for UpstreamBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Fields an upstream may not send as trailers (RFC 9110 §6.5.1: framing, routing,
+/// authentication, cookies), removed before a response's trailers reach the client. A client
+/// that merged them into the head would let the upstream do late what the head's filtering
+/// refuses: a `Set-Cookie` for Sekisho's own cookies, a hop-by-hop field.
+fn clean_trailers(trailers: &mut http::HeaderMap) {
+    const BARRED: &[&str] = &[
+        "set-cookie",
+        "content-length",
+        "content-encoding",
+        "content-type",
+        "content-range",
+        "host",
+        "location",
+        "authorization",
+        "www-authenticate",
+        "cache-control",
+        "expect",
+    ];
+    let barred: Vec<http::HeaderName> = trailers
+        .keys()
+        .filter(|n| crate::pipeline::is_hop_by_hop(n) || BARRED.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    for name in &barred {
+        trailers.remove(name);
+    }
+    if !barred.is_empty() {
+        tracing::debug!(removed = barred.len(), "upstream trailer fields removed");
     }
 }
 

@@ -734,3 +734,68 @@ async fn a_connection_whose_response_ended_with_trailers_is_kept() {
         "one upstream connection, reused"
     );
 }
+
+#[tokio::test]
+async fn trailers_reach_the_client_without_fields_barred_from_trailers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The upstream's chunked response ends with a trailer section that, next to an ordinary
+    // field, tries to set Sekisho's session cookie and a hop-by-hop field.
+    let listener = tokio::net::TcpListener::bind("127.0.10.18:0")
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n2\r\nok\r\n0\r\nx-checksum: abc123\r\nset-cookie: __Host-sekisho=planted; Path=/; Secure\r\nkeep-alive: timeout=999\r\n\r\n";
+                let _ = s.write_all(resp).await;
+            });
+        }
+    });
+    let gw = gateway(&public_route(&[addr])).await;
+    // HTTP/2: trailers reach an HTTP/1.1 client only when the response declares them in
+    // `Trailer`, a hop-by-hop field the gateway drops, so they are never sent there.
+    let connector = tokio_rustls::TlsConnector::from(tls_client_config(&gw.pki, &[b"h2"]));
+    let tcp = tokio::net::TcpStream::connect(gw.addr("lgwan-https"))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from(SITE.to_owned()).unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("https://{SITE}/t"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = tx.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap();
+    let trailers = body.trailers().cloned().expect("the response has trailers");
+    assert_eq!(body.to_bytes(), "ok");
+    assert_eq!(
+        trailers["x-checksum"], "abc123",
+        "the ordinary trailer arrives"
+    );
+    assert!(
+        trailers.get("set-cookie").is_none(),
+        "no cookie through a trailer: {trailers:?}"
+    );
+    assert!(
+        trailers.get("keep-alive").is_none(),
+        "no hop-by-hop trailer: {trailers:?}"
+    );
+}
