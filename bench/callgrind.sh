@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by callgrind: a deterministic figure for comparing two
+# builds on a machine too noisy for requests/s to show a change of a few per cent.
+#
+#   KEEP_WORK=1 SKIP_INSTALL=1 TARGETS=sekisho-device CONNS=32 PROTOS=h1 DURATION=2 bench/run.sh
+#   bench/callgrind.sh /tmp/sekisho-bench.XXXXXX                   # (d), audit on, release build
+#   CASE=public CONFIG=noaudit bench/callgrind.sh WORK BIN_A BIN_B  # two builds side by side
+#
+# The work directory is one that `bench/run.sh` kept (certificates, configurations, the
+# upstream nginx's configuration). For each binary (default: the release build in
+# ${CARGO_TARGET_DIR:-target}) the gateway runs under `valgrind --tool=callgrind` on 127.0.0.1,
+# takes WARMUP seconds of requests, has its counters zeroed, serves REQUESTS more over 4 keep-alive
+# connections at a paced rate, and is dumped. Printed: instructions (Ir) per request for the
+# whole process (gateway thread, audit writer, every other thread) and the functions with the
+# most inclusive Ir per request. Callgrind output stays in the work directory for
+# `callgrind_annotate` or KCachegrind. The upstream nginx runs natively and is not counted.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${1:?usage: bench/callgrind.sh WORK_DIR [BINARY ...]}
+shift
+CASE=${CASE:-device}            # public | session | device
+CONFIG=${CONFIG:-sekisho}       # sekisho (audit batched) | noaudit | strict
+REQUESTS=${REQUESTS:-2000}
+WARMUP=${WARMUP:-5}             # seconds: TLS handshakes, pools and caches first
+RATE=${RATE:-100}
+TOP=${TOP:-25}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+LOADGEN=$TARGET_DIR/release/sekisho-loadgen
+MINT=$TARGET_DIR/release/sekisho-session-mint
+[ $# -gt 0 ] || set -- "$TARGET_DIR/release/sekisho"
+for tool in valgrind callgrind_control callgrind_annotate; do
+    command -v "$tool" >/dev/null || { echo "needs $tool (Debian: valgrind)" >&2; exit 1; }
+done
+for f in "$LOADGEN" "$MINT" "$WORK/sk/$CONFIG.yaml" "$WORK/up/nginx.conf"; do
+    [ -e "$f" ] || { echo "missing $f (run bench/run.sh with KEEP_WORK=1 first)" >&2; exit 1; }
+done
+SEK=127.0.0.1:19443
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+nginx -c "$WORK/up/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
+pids+=($!)
+
+wait_port() {
+    for _ in $(seq 600); do
+        (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+        sleep 0.2
+    done
+    echo "nothing listening on $1" >&2
+    return 1
+}
+
+args=()
+dev=$(ls "$WORK"/certs/devices/PC-0042-*.pem | head -1)
+case $CASE in
+public) url=https://public.localhost/ ;;
+session) url=https://session.localhost/ ;;
+device) url=https://device.localhost/; args=(--cert "$dev" --key "${dev%.pem}.key") ;;
+*) echo "CASE is public, session or device" >&2; exit 1 ;;
+esac
+
+load() { # seconds
+    local cookie=()
+    [ "$CASE" = public ] || cookie=(-H "Cookie: $("$MINT" "$WORK/cookie.keys" http://127.0.0.1:18080)")
+    "$LOADGEN" run --url "$url" --connect "$SEK" --ca "$WORK/certs/server-ca.pem" "${cookie[@]}" \
+        "${args[@]}" -c 4 --rate "$RATE" -d "$1" --warmup 0 \
+        --json "$WORK/callgrind-load.json" >/dev/null
+    python3 -c "import json; d=json.load(open('$WORK/callgrind-load.json')); print(d['requests_ok'], d['non_2xx'], d['errors'])"
+}
+
+n=0
+for bin in "$@"; do
+    n=$((n + 1))
+    out=$WORK/callgrind.$n.out
+    rm -f "$out"*
+    # One CPU, as in bench/run.sh's pinning: the gateway then runs tokio's current-thread
+    # scheduler, the configuration measured there.
+    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no --collect-atstart=yes \
+        "$bin" serve --config "$WORK/sk/$CONFIG.yaml" >"$WORK/callgrind.$n.log" 2>&1 &
+    vg=$!
+    pids+=($vg)
+    wait_port "$SEK"
+    load "$WARMUP" >/dev/null
+    callgrind_control -z "$vg" >/dev/null
+    read -r ok non2xx errors < <(load "$(python3 -c "print($REQUESTS / $RATE)")")
+    callgrind_control -d "$vg" >/dev/null
+    kill "$vg"; wait "$vg" 2>/dev/null || true
+    dump=$(ls -t "$out".* 2>/dev/null | head -1)
+    [ -n "$dump" ] || { echo "no callgrind dump for $bin" >&2; exit 1; }
+    total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+    echo "== $bin ($CASE, $CONFIG): $ok requests answered 2xx (non-2xx $non2xx, errors $errors)"
+    python3 -c "print(f'   {int($total) / max($ok, 1):,.0f} instructions per request (whole process)')"
+    for mode in no yes; do
+        callgrind_annotate --inclusive=$mode "$dump" 2>/dev/null >"$out.annotate-$mode"
+    done
+    python3 - "$out" "$ok" "$TOP" <<'PY'
+import re, sys
+out, ok, top = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def rows(mode):
+    for line in open(f"{out}.annotate-{mode}"):
+        m = re.match(r"\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(.*)", line)
+        if not m or "PROGRAM TOTALS" in line:
+            continue
+        name = m.group(2)
+        name = re.sub(r"^\S*?\.(rs|c|S|h):", "", name)       # source file
+        name = re.sub(r"\s*\[[^\]]*\]$", "", name)          # object file
+        yield int(m.group(1).replace(",", "")) / ok, name
+print("   self (exclusive) instructions per request:")
+for ir, name in list(rows("no"))[:top]:
+    print(f"   {ir:10.0f}  {name[:130]}")
+print("   Sekisho's own functions, inclusive, per request:")
+seen = set()
+for ir, name in rows("yes"):
+    if name.startswith("sekisho_") and name not in seen and "{{closure}}" not in name.split("::")[-1:]:
+        seen.add(name)
+        print(f"   {ir:10.0f}  {name[:130]}")
+        if len(seen) >= top:
+            break
+PY
+done
