@@ -86,6 +86,9 @@ pub struct ConnInfo {
     pub tls: bool,
     /// TLS server name the client asked for (lower case).
     pub sni: Option<String>,
+    /// `sni` in canonical form, made once per connection for the per-request Host check;
+    /// empty when the name is not a valid host (it then matches no request's host).
+    pub sni_host: Option<String>,
     /// The device certificate presented at the handshake, if any.
     pub device: crate::device::ConnDevice,
     /// The session cookie this connection sent last, opened (see `SessionMemo`).
@@ -233,27 +236,26 @@ fn normalise(req: &Request<Incoming>, conn: &ConnInfo) -> Result<Target, Refusal
     // Framing: hyper has chosen one reading already; refuse requests where another
     // parser could choose a different one (request smuggling).
     let cl = headers.get_all(header::CONTENT_LENGTH).iter().count();
-    let te: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
     if cl > 1 {
         return Err(Refusal::BadRequest("duplicate_content_length"));
     }
-    if !te.is_empty() {
+    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(first) = te.next() {
         if cl > 0 {
             return Err(Refusal::BadRequest("content_length_and_transfer_encoding"));
         }
-        let only_chunked = te.len() == 1 && te[0].as_bytes().eq_ignore_ascii_case(b"chunked");
+        let only_chunked = te.next().is_none() && first.as_bytes().eq_ignore_ascii_case(b"chunked");
         if !only_chunked || req.version() != Version::HTTP_11 {
             return Err(Refusal::BadRequest("transfer_encoding"));
         }
     }
     // Host: exactly one, and equal to the request target's authority if it has one.
-    let hosts: Vec<&HeaderValue> = headers.get_all(header::HOST).iter().collect();
-    if hosts.len() > 1 {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let first_host = hosts.next();
+    if hosts.next().is_some() {
         return Err(Refusal::BadRequest("duplicate_host"));
     }
-    let header_host = hosts
-        .first()
-        .map(|h| h.to_str().map_err(|_| Refusal::BadRequest("bad_host")));
+    let header_host = first_host.map(|h| h.to_str().map_err(|_| Refusal::BadRequest("bad_host")));
     let header_host = header_host.transpose()?;
     let uri_authority = req.uri().authority().map(|a| a.as_str());
     let authority = match (uri_authority, header_host) {
@@ -275,9 +277,7 @@ fn normalise(req: &Request<Incoming>, conn: &ConnInfo) -> Result<Target, Refusal
     }
     let host = canonical_host(authority).ok_or(Refusal::BadRequest("bad_host"))?;
     // On TLS listeners the Host must name the site the connection was made for.
-    if let Some(sni) = &conn.sni
-        && canonical_host(sni).as_deref() != Some(host.as_str())
-    {
+    if conn.sni.is_some() && conn.sni_host.as_deref() != Some(host.as_str()) {
         return Err(Refusal::Misdirected);
     }
     let path = canon::canonicalize(req.uri().path()).map_err(|e| Refusal::BadRequest(e.code()))?;

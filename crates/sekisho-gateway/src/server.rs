@@ -383,7 +383,7 @@ async fn accept_loop(
                 };
                 let _ = stream.set_nodelay(true);
                 let gw = gw.clone();
-                let conn = ConnInfo { listener: name.clone(), zone: zone.clone(), peer, peer_ip: peer.ip().to_string(), tls, sni: None, device: Default::default(), session: Default::default() };
+                let conn = ConnInfo { listener: name.clone(), zone: zone.clone(), peer, peer_ip: peer.ip().to_string(), tls, sni: None, sni_host: None, device: Default::default(), session: Default::default() };
                 let limits = limits.clone();
                 let shutdown = shutdown.clone();
                 let gauge = gauge.clone();
@@ -422,6 +422,10 @@ async fn serve_connection(
             .client_hello()
             .server_name()
             .map(str::to_ascii_lowercase);
+        conn.sni_host = conn
+            .sni
+            .as_deref()
+            .map(|s| crate::host::canonical_host(s).unwrap_or_default());
         let Some((cfg, _asks_for_device)) = gw
             .snapshot
             .load()
