@@ -484,7 +484,7 @@ impl IdentityService {
         };
         IdentityMetrics::inc(&self.metrics.sessions_valid);
         SessionOutcome::Authenticated {
-            identity: self.sessions.identity(&session),
+            identity: self.sessions.into_identity(session),
             set_cookies,
         }
     }

@@ -537,13 +537,30 @@ impl SessionManager {
 
     /// The identity a valid session proves.
     pub fn identity(&self, session: &Session) -> VerifiedIdentity {
-        let idle_end = session.data.seen + self.cfg.idle_timeout.as_secs() as i64;
-        let end = session.data.expires.min(idle_end);
-        session.data.claims.clone().into_identity(
+        let d = &session.data;
+        self.identity_of(d.claims.clone(), d.seen, d.expires, d.claims_at)
+    }
+
+    /// [`SessionManager::identity`] for a session that is no longer needed: its claims move
+    /// into the identity instead of being copied (every session request makes one).
+    pub fn into_identity(&self, session: Session) -> VerifiedIdentity {
+        let d = session.data;
+        self.identity_of(d.claims, d.seen, d.expires, d.claims_at)
+    }
+
+    fn identity_of(
+        &self,
+        claims: MappedClaims,
+        seen: i64,
+        expires: i64,
+        claims_at: i64,
+    ) -> VerifiedIdentity {
+        let idle_end = seen + self.cfg.idle_timeout.as_secs() as i64;
+        claims.into_identity(
             &self.issuer,
             AuthMethod::Session,
-            Timestamp::from_second(end).ok(),
-            Timestamp::from_second(session.data.claims_at).ok(),
+            Timestamp::from_second(expires.min(idle_end)).ok(),
+            Timestamp::from_second(claims_at).ok(),
         )
     }
 }

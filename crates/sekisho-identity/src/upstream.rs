@@ -59,6 +59,9 @@ pub const IDENTITY_HEADER_PREFIXES: &[&str] = &[
     "oidc-id-token",
 ];
 
+/// The first bytes of the built-in identity names and families (see `is_identity_header`).
+const BUILT_IN_FIRST: &[u8] = b"xro";
+
 /// One byte of a header name in its normalised form: lowercase, `_` read as `-`.
 fn fold(b: u8) -> u8 {
     if b == b'_' {
@@ -83,6 +86,14 @@ fn same_name(name: &[u8], pattern: &[u8]) -> bool {
 /// one of the `configured` names (empty entries match nothing).
 fn is_identity_header(name: &str, configured: &[&str]) -> bool {
     let n = name.as_bytes();
+    // Every built-in name and family starts with one of these (a test keeps it so): most
+    // headers of a request (host, cookie, accept, user-agent …) need only the configured names.
+    if !n
+        .first()
+        .is_some_and(|b| BUILT_IN_FIRST.contains(&fold(*b)))
+    {
+        return configured.iter().any(|c| same_name(n, c.as_bytes()));
+    }
     configured.iter().any(|c| same_name(n, c.as_bytes()))
         || IDENTITY_HEADERS.iter().any(|h| same_name(n, h.as_bytes()))
         || IDENTITY_HEADER_PREFIXES
@@ -575,6 +586,24 @@ fn subject_key(
 mod tests {
     use super::*;
     use crate::claims::AuthMethod;
+
+    #[test]
+    fn built_in_identity_names_start_with_the_prefiltered_bytes() {
+        for name in IDENTITY_HEADERS.iter().chain(IDENTITY_HEADER_PREFIXES) {
+            let first = fold(name.as_bytes()[0]);
+            assert!(
+                BUILT_IN_FIRST.contains(&first),
+                "{name}: add its first byte to is_identity_header's pre-filter"
+            );
+        }
+        // A configured name outside those letters is still found.
+        let mut h = HeaderMap::new();
+        h.insert("city-user", HeaderValue::from_static("x"));
+        h.insert("X_Remote_User", HeaderValue::from_static("x"));
+        h.insert("accept", HeaderValue::from_static("x"));
+        assert_eq!(strip_identity_headers(&mut h, &["City_User"]), 2);
+        assert!(h.contains_key("accept"));
+    }
 
     #[test]
     fn strips_variants_and_duplicates() {
