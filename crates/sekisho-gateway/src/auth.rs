@@ -157,8 +157,10 @@ pub async fn start_login(
 
 /// Sets Sekisho's identity headers and the signed assertion on the upstream request, after
 /// every identity-looking header from the client has been removed.
+#[allow(clippy::too_many_arguments)]
 pub fn upstream_identity(
     snap: &Snapshot,
+    memo: &sekisho_identity::AssertionMemo,
     headers: &mut HeaderMap,
     identity: Option<&VerifiedIdentity>,
     route: &str,
@@ -201,7 +203,8 @@ pub fn upstream_identity(
             .as_deref()
             .map(|p| p.version())
             .unwrap_or("none");
-        match signer.assertion(
+        match signer.assertion_in(
+            Some(memo),
             id,
             route,
             device_id,

@@ -93,6 +93,8 @@ pub struct ConnInfo {
     pub device: crate::device::ConnDevice,
     /// The session cookie this connection sent last, opened (see `SessionMemo`).
     pub session: sekisho_identity::SessionMemo,
+    /// The upstream assertion this connection was given last (see `AssertionMemo`).
+    pub assertion: sekisho_identity::AssertionMemo,
 }
 
 /// The request after step 1: canonical host and path, and the query as received.
@@ -1161,6 +1163,7 @@ async fn forward(
     set(&mut headers, "x-request-id", rid);
     crate::auth::upstream_identity(
         snap,
+        &conn.assertion,
         &mut headers,
         who.identity,
         &route.name,
