@@ -155,8 +155,25 @@ pub async fn start_login(
     }
 }
 
-/// Sets Sekisho's identity headers and the signed assertion on the upstream request, after
-/// every identity-looking header from the client has been removed.
+/// The header names this gateway sets as identity (unset ones empty): a client's header by
+/// any of these names, or by a built-in identity name, never reaches an upstream
+/// ([`sekisho_identity::is_identity_header`], applied as the request's headers are copied).
+pub fn identity_header_names(snap: &Snapshot) -> [&str; 4] {
+    match &snap.config.identity {
+        Some(s) => [
+            &s.user_header,
+            &s.email_header,
+            &s.groups_header,
+            &s.assertion.header,
+        ]
+        .map(|h| h.as_ref().map_or("", |h| h.as_str())),
+        None => [""; 4],
+    }
+}
+
+/// Sets Sekisho's identity headers and the signed assertion on the upstream request. The
+/// client's identity-looking headers were not copied into `headers`
+/// ([`identity_header_names`]); Sekisho's own cookies are removed here.
 #[allow(clippy::too_many_arguments)]
 pub fn upstream_identity(
     snap: &Snapshot,
@@ -168,21 +185,9 @@ pub fn upstream_identity(
     rid: &str,
     now: Timestamp,
 ) {
-    // Every identity-looking header from the client goes, whether or not this gateway signs
-    // anyone in: an upstream behind a public route may still trust such headers.
     let Some(settings) = &snap.config.identity else {
-        sekisho_identity::strip_identity_headers(headers, &[]);
         return;
     };
-    // Unset names are empty strings, which match no header.
-    let configured = [
-        &settings.user_header,
-        &settings.email_header,
-        &settings.groups_header,
-        &settings.assertion.header,
-    ]
-    .map(|h| h.as_ref().map_or("", |h| h.as_str()));
-    sekisho_identity::strip_identity_headers(headers, &configured);
     sekisho_identity::strip_sekisho_cookies(headers, &settings.config.session.cookie_name);
     let Some(id) = identity else { return };
     // A token issued to Sekisho is for Sekisho: the upstream gets the assertion instead.

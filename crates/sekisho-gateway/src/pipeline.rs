@@ -1099,11 +1099,16 @@ async fn forward(
 
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 6);
     let nominated = connection_nominated(&parts.headers);
+    // Every identity-looking header from the client goes, whether or not this gateway signs
+    // anyone in: an upstream behind a public route may still trust such headers. Dropped as
+    // the client's headers are copied, so the gateway's own (set below) are not looked at.
+    let identity_names = crate::auth::identity_header_names(snap);
     for (name, value) in &parts.headers {
         if is_hop_by_hop(name)
             || nominated.contains(name)
             || name == header::HOST
             || is_reserved_header(name)
+            || sekisho_identity::is_identity_header(name.as_str(), &identity_names)
         {
             continue;
         }

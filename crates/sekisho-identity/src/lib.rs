@@ -57,6 +57,6 @@ pub use service::{
 pub use session::{SessionMemo, SessionRejection};
 
 pub use upstream::{
-    AssertionClaims, AssertionMemo, AssertionSigner, strip_identity_headers, strip_sekisho_cookies,
-    strip_sekisho_set_cookies,
+    AssertionClaims, AssertionMemo, AssertionSigner, is_identity_header, strip_identity_headers,
+    strip_sekisho_cookies, strip_sekisho_set_cookies,
 };

@@ -82,9 +82,10 @@ fn same_name(name: &[u8], pattern: &[u8]) -> bool {
     name.len() == pattern.len() && starts_like(name, pattern)
 }
 
-/// Whether a client-sent header name carries identity: the built-in list and families, or
-/// one of the `configured` names (empty entries match nothing).
-fn is_identity_header(name: &str, configured: &[&str]) -> bool {
+/// Whether a client-sent header name carries identity: the built-in list and families, with
+/// case, `_`/`-` variants, or one of the `configured` names (empty entries match nothing).
+/// A gateway that copies a client's headers drops these as it copies them.
+pub fn is_identity_header(name: &str, configured: &[&str]) -> bool {
     let n = name.as_bytes();
     // Every built-in name and family starts with one of these (a test keeps it so): most
     // headers of a request (host, cookie, accept, user-agent …) need only the configured names.
