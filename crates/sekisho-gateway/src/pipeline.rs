@@ -203,13 +203,18 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Header names listed in `Connection` (they are hop-by-hop for this connection only).
+/// `keep-alive` and `close`, in nearly every HTTP/1.1 request, are left out: the first names
+/// a header that is hop-by-hop anyway and the second names none, so the usual answer is an
+/// empty list, made without allocating. (`HeaderName::from_bytes` folds case itself.)
 fn connection_nominated(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect()
 }
 
@@ -1353,6 +1358,26 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_nominates_header_names_in_any_case() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("Keep-Alive, X-Secret ,Upgrade"),
+        );
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-other"),
+        );
+        let names: Vec<String> = connection_nominated(&h)
+            .iter()
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        assert_eq!(names, ["x-secret", "upgrade", "x-other"]);
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        assert!(connection_nominated(&h).is_empty());
+    }
 
     #[test]
     fn reserved_headers_in_all_spellings() {
