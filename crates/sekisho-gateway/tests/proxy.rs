@@ -506,50 +506,94 @@ async fn upstream_connections_are_kept_between_requests() {
     assert_eq!(peers.len(), 1, "one upstream connection, reused: {peers:?}");
 }
 
-/// An HTTP/1.1 upstream that answers one request per connection with `response` and then
-/// closes it without saying so (no `Connection: close`), like a server whose keep-alive
-/// timeout is shorter than the gateway's. Each close is reported on the channel.
-async fn one_request_per_connection(
+/// What a raw test upstream does after answering a request.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Keeps the connection for the next request.
+    Keep,
+    /// Closes it without saying so (no `Connection: close`), like a server whose keep-alive
+    /// timeout is shorter than the gateway's.
+    Close,
+    /// Reads (and drops) whatever else arrives on it - an upload it answered early - until
+    /// the gateway closes it.
+    DrainUntilClosed,
+}
+
+/// A raw upstream and what it saw.
+struct RawUpstream {
+    addr: std::net::SocketAddr,
+    /// Connections accepted so far.
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// One message per connection ended after [`Then::Close`] or [`Then::DrainUntilClosed`].
+    ended: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+/// An HTTP/1.1 upstream that parses no bodies: for each request head it reads, it writes the
+/// bytes `answer` gives for that head and goes on as it says. For wire behaviour a real server
+/// does not offer on demand (answering early, closing silently, exact trailers).
+async fn raw_upstream(
     bind: &str,
-    response: &'static [u8],
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::mpsc::UnboundedReceiver<()>,
-) {
+    answer: impl Fn(&[u8]) -> (&'static [u8], Then) + Send + Sync + 'static,
+) -> RawUpstream {
+    use std::sync::atomic::Ordering;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (closed, rx) = tokio::sync::mpsc::unbounded_channel();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (ended_tx, ended) = tokio::sync::mpsc::unbounded_channel();
+    let answer = std::sync::Arc::new(answer);
+    let count = accepted.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
-            let closed = closed.clone();
+            count.fetch_add(1, Ordering::SeqCst);
+            let (answer, ended) = (answer.clone(), ended_tx.clone());
             tokio::spawn(async move {
-                let mut head = Vec::new();
                 let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                loop {
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
                     }
+                    let (response, then) = answer(&head);
+                    if s.write_all(response).await.is_err() {
+                        return;
+                    }
+                    match then {
+                        Then::Keep => continue,
+                        Then::Close => {
+                            let _ = s.shutdown().await;
+                        }
+                        Then::DrainUntilClosed => {
+                            while let Ok(n) = s.read(&mut buf).await {
+                                if n == 0 {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    drop(s);
+                    let _ = ended.send(());
+                    return;
                 }
-                let _ = s.write_all(response).await;
-                let _ = s.shutdown().await;
-                drop(s);
-                let _ = closed.send(());
             });
         }
     });
-    (addr, rx)
+    RawUpstream {
+        addr,
+        accepted,
+        ended,
+    }
 }
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 #[tokio::test]
 async fn a_connection_the_upstream_closed_is_not_used_again() {
-    let (addr, mut closed) = one_request_per_connection(
-        "127.0.10.13:0",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-    )
-    .await;
-    let gw = gateway(&public_route(&[addr])).await;
+    let mut up = raw_upstream("127.0.10.13:0", |_| (OK, Then::Close)).await;
+    let gw = gateway(&public_route(&[up.addr])).await;
     let c = gw.client("lgwan-https");
     for i in 0..6 {
         let r = c
@@ -560,18 +604,20 @@ async fn a_connection_the_upstream_closed_is_not_used_again() {
         assert_eq!(r.status(), 200, "request {i}");
         assert_eq!(r.text().await.unwrap(), "ok");
         // The upstream has closed the connection this request used.
-        closed.recv().await.unwrap();
+        up.ended.recv().await.unwrap();
     }
 }
 
 #[tokio::test]
 async fn an_upstream_cannot_set_the_gateways_cookies() {
-    let (addr, _closed) = one_request_per_connection(
-        "127.0.10.14:0",
-        b"HTTP/1.1 200 OK\r\nSet-Cookie: app=1; Path=/\r\nSet-Cookie: __Host-sekisho=; Max-Age=0; Path=/; Secure\r\nSet-Cookie: __Host-sekisho-login-x=planted; Path=/; Secure\r\nContent-Length: 2\r\n\r\nok",
-    )
+    let up = raw_upstream("127.0.10.14:0", |_| {
+        (
+            b"HTTP/1.1 200 OK\r\nSet-Cookie: app=1; Path=/\r\nSet-Cookie: __Host-sekisho=; Max-Age=0; Path=/; Secure\r\nSet-Cookie: __Host-sekisho-login-x=planted; Path=/; Secure\r\nContent-Length: 2\r\n\r\nok",
+            Then::Close,
+        )
+    })
     .await;
-    let gw = gateway(&public_route(&[addr])).await;
+    let gw = gateway(&public_route(&[up.addr])).await;
     let r = gw
         .client("lgwan-https")
         .get(gw.url("lgwan-https", "/"))
@@ -592,63 +638,22 @@ async fn an_upstream_cannot_set_the_gateways_cookies() {
     );
 }
 
-/// An HTTP/1.1 upstream that answers each request as soon as it has its head. After a POST it
-/// reads (and drops) the rest of the connection's bytes - the upload - and answers nothing more
-/// on it, reporting on the channel when the gateway closes that connection; other requests are
-/// answered and the connection kept.
-async fn answers_before_the_body(
-    bind: &str,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::mpsc::UnboundedReceiver<()>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (closed, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let closed = closed.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                loop {
-                    let mut head = Vec::new();
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    if head.starts_with(b"POST") {
-                        while let Ok(n) = s.read(&mut buf).await {
-                            if n == 0 {
-                                break;
-                            }
-                        }
-                        let _ = closed.send(());
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, rx)
-}
-
 #[tokio::test]
 async fn a_connection_still_sending_an_upload_is_closed_not_reused() {
     // An upstream may answer before it has read the request body (refusing an upload by its
     // headers, say) while the client is still uploading. Handed to the next request, that
     // connection would hold it until the upload ends - and an upstream that neither reads the
     // rest nor closes would take the upload's bytes for the next request. The gateway closes it.
-    let (addr, mut closed) = answers_before_the_body("127.0.10.16:0").await;
-    let gw = gateway(&public_route(&[addr])).await;
+    let mut up = raw_upstream("127.0.10.16:0", |head| {
+        let then = if head.starts_with(b"POST") {
+            Then::DrainUntilClosed
+        } else {
+            Then::Keep
+        };
+        (OK, then)
+    })
+    .await;
+    let gw = gateway(&public_route(&[up.addr])).await;
     let c = gw.client("lgwan-https");
     let (release, held) = tokio::sync::oneshot::channel::<()>();
     let upload = futures_util::stream::unfold((true, Some(held)), |(first, held)| async move {
@@ -679,7 +684,7 @@ async fn a_connection_still_sending_an_upload_is_closed_not_reused() {
     assert_eq!(next.status(), 200);
     assert_eq!(next.text().await.unwrap(), "ok");
     // The uploading connection was closed by the gateway while the client still held its upload.
-    tokio::time::timeout(Duration::from_secs(20), closed.recv())
+    tokio::time::timeout(Duration::from_secs(20), up.ended.recv())
         .await
         .expect("the gateway kept the connection of the unfinished upload open");
     drop(release);
@@ -687,37 +692,15 @@ async fn a_connection_still_sending_an_upload_is_closed_not_reused() {
 
 #[tokio::test]
 async fn a_connection_whose_response_ended_with_trailers_is_kept() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // A keep-alive upstream whose chunked responses end with a trailer section.
-    let listener = tokio::net::TcpListener::bind("127.0.10.17:0")
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                loop {
-                    let mut head = Vec::new();
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-check\r\n\r\n2\r\nok\r\n0\r\nx-check: 1\r\n\r\n";
-                    if s.write_all(resp).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    let gw = gateway(&public_route(&[addr])).await;
+    let up = raw_upstream("127.0.10.17:0", |_| {
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-check\r\n\r\n2\r\nok\r\n0\r\nx-check: 1\r\n\r\n",
+            Then::Keep,
+        )
+    })
+    .await;
+    let gw = gateway(&public_route(&[up.addr])).await;
     let c = gw.client("lgwan-https");
     for i in 0..4 {
         let r = c
@@ -729,7 +712,7 @@ async fn a_connection_whose_response_ended_with_trailers_is_kept() {
         assert_eq!(r.text().await.unwrap(), "ok");
     }
     assert_eq!(
-        accepted.load(Ordering::SeqCst),
+        up.accepted.load(std::sync::atomic::Ordering::SeqCst),
         1,
         "one upstream connection, reused"
     );
@@ -737,30 +720,16 @@ async fn a_connection_whose_response_ended_with_trailers_is_kept() {
 
 #[tokio::test]
 async fn trailers_reach_the_client_without_fields_barred_from_trailers() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // The upstream's chunked response ends with a trailer section that, next to an ordinary
     // field, tries to set Sekisho's session cookie and a hop-by-hop field.
-    let listener = tokio::net::TcpListener::bind("127.0.10.18:0")
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let mut head = Vec::new();
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n2\r\nok\r\n0\r\nx-checksum: abc123\r\nset-cookie: __Host-sekisho=planted; Path=/; Secure\r\nkeep-alive: timeout=999\r\n\r\n";
-                let _ = s.write_all(resp).await;
-            });
-        }
-    });
-    let gw = gateway(&public_route(&[addr])).await;
+    let up = raw_upstream("127.0.10.18:0", |_| {
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n2\r\nok\r\n0\r\nx-checksum: abc123\r\nset-cookie: __Host-sekisho=planted; Path=/; Secure\r\nkeep-alive: timeout=999\r\n\r\n",
+            Then::Keep,
+        )
+    })
+    .await;
+    let gw = gateway(&public_route(&[up.addr])).await;
     // HTTP/2: trailers reach an HTTP/1.1 client only when the response declares them in
     // `Trailer`, a hop-by-hop field the gateway drops, so they are never sent there.
     let connector = tokio_rustls::TlsConnector::from(tls_client_config(&gw.pki, &[b"h2"]));
