@@ -208,7 +208,7 @@ pub fn upstream_identity(
             .as_deref()
             .map(|p| p.version())
             .unwrap_or("none");
-        match signer.assertion_in(
+        match signer.assertion(
             Some(memo),
             id,
             route,

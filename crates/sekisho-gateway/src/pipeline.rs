@@ -84,10 +84,9 @@ pub struct ConnInfo {
     /// record and `X-Forwarded-For` each need it for every request.
     pub peer_ip: String,
     pub tls: bool,
-    /// TLS server name the client asked for (lower case).
-    pub sni: Option<String>,
-    /// `sni` in canonical form, made once per connection for the per-request Host check;
-    /// empty when the name is not a valid host (it then matches no request's host).
+    /// The TLS server name the client asked for, in canonical host form (made once per
+    /// connection for the per-request Host check); empty when the name is not a valid host,
+    /// so it matches no request's host.
     pub sni_host: Option<String>,
     /// The device certificate presented at the handshake, if any.
     pub device: crate::device::ConnDevice,
@@ -284,7 +283,9 @@ fn normalise(req: &Request<Incoming>, conn: &ConnInfo) -> Result<Target, Refusal
     }
     let host = canonical_host(authority).ok_or(Refusal::BadRequest("bad_host"))?;
     // On TLS listeners the Host must name the site the connection was made for.
-    if conn.sni.is_some() && conn.sni_host.as_deref() != Some(host.as_str()) {
+    if let Some(sni) = &conn.sni_host
+        && *sni != host
+    {
         return Err(Refusal::Misdirected);
     }
     let path = canon::canonicalize(req.uri().path()).map_err(|e| Refusal::BadRequest(e.code()))?;

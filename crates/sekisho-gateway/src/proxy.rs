@@ -4,10 +4,11 @@
 //! HTTP/1.1 upstream connections are kept by Sekisho itself ([`H1Conns`]): a stack of idle
 //! connections per upstream, taken for a request and given back when its response body has
 //! ended — unless the upstream answered before the request body was sent whole, in which case
-//! the connection is closed (as nginx does; see [`H1Conns::give_back`]). hyper-util's general-purpose pool (kept for HTTP/2 upstreams) hashes a pool key,
-//! races a lazy connect against the checkout and spawns a task per request to watch the
-//! connection become idle again; measured on the benchmark's bare proxy that cost ≈ 2 µs per
-//! request, ≈ 10 % of its throughput.
+//! the connection is closed (as nginx does; see [`H1Conns::give_back`]). hyper-util's
+//! general-purpose pool (kept for HTTP/2 upstreams) hashes a pool key, races a lazy connect
+//! against the checkout and spawns a task per request to watch the connection become idle
+//! again; measured on the benchmark's bare proxy that cost ≈ 2 µs per request, ≈ 10 % of its
+//! throughput.
 //!
 //! A failed upstream (connection refused, connect timeout, egress refused) is skipped for
 //! [`RETRY_AFTER`] and the request goes to the next one. Only failures *before* the request

@@ -383,7 +383,7 @@ async fn accept_loop(
                 };
                 let _ = stream.set_nodelay(true);
                 let gw = gw.clone();
-                let conn = ConnInfo { listener: name.clone(), zone: zone.clone(), peer, peer_ip: peer.ip().to_string(), tls, sni: None, sni_host: None, device: Default::default(), session: Default::default(), assertion: Default::default() };
+                let conn = ConnInfo { listener: name.clone(), zone: zone.clone(), peer, peer_ip: peer.ip().to_string(), tls, sni_host: None, device: Default::default(), session: Default::default(), assertion: Default::default() };
                 let limits = limits.clone();
                 let shutdown = shutdown.clone();
                 let gauge = gauge.clone();
@@ -418,12 +418,11 @@ async fn serve_connection(
             }
             Err(_) => return,
         };
-        conn.sni = start
+        let sni = start
             .client_hello()
             .server_name()
             .map(str::to_ascii_lowercase);
-        conn.sni_host = conn
-            .sni
+        conn.sni_host = sni
             .as_deref()
             .map(|s| crate::host::canonical_host(s).unwrap_or_default());
         let Some((cfg, _asks_for_device)) = gw
@@ -431,7 +430,7 @@ async fn serve_connection(
             .load()
             .server_tls
             .get(&conn.listener)
-            .map(|t| t.for_sni(conn.sni.as_deref()))
+            .map(|t| t.for_sni(sni.as_deref()))
         else {
             return;
         };

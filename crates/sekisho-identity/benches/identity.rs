@@ -113,7 +113,16 @@ fn bench(c: &mut Criterion) {
     c.bench_function("assertion_reused", |b| {
         b.iter(|| {
             signer
-                .assertion(&id, "payroll", Some("dev-42"), "pv-1", "req-1", now, reuse)
+                .assertion(
+                    None,
+                    &id,
+                    "payroll",
+                    Some("dev-42"),
+                    "pv-1",
+                    "req-1",
+                    now,
+                    reuse,
+                )
                 .unwrap()
         })
     });

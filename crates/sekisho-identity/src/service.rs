@@ -348,7 +348,7 @@ impl IdentityService {
         let mut set_cookies = self.sessions.encode(&session, now)?;
         set_cookies.push(clear_login_cookie(cfg, &state));
         Ok(LoginComplete {
-            identity: self.sessions.identity(&session),
+            identity: self.sessions.identity(session),
             return_to: login.return_to,
             set_cookies,
         })
@@ -484,7 +484,7 @@ impl IdentityService {
         };
         IdentityMetrics::inc(&self.metrics.sessions_valid);
         SessionOutcome::Authenticated {
-            identity: self.sessions.into_identity(session),
+            identity: self.sessions.identity(session),
             set_cookies,
         }
     }

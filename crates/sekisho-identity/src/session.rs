@@ -535,32 +535,16 @@ impl SessionManager {
         session.data.seen = now.as_second();
     }
 
-    /// The identity a valid session proves.
-    pub fn identity(&self, session: &Session) -> VerifiedIdentity {
-        let d = &session.data;
-        self.identity_of(d.claims.clone(), d.seen, d.expires, d.claims_at)
-    }
-
-    /// [`SessionManager::identity`] for a session that is no longer needed: its claims move
-    /// into the identity instead of being copied (every session request makes one).
-    pub fn into_identity(&self, session: Session) -> VerifiedIdentity {
+    /// The identity a valid session proves. Takes the session: its claims move into the
+    /// identity rather than being copied (every session request makes one).
+    pub fn identity(&self, session: Session) -> VerifiedIdentity {
         let d = session.data;
-        self.identity_of(d.claims, d.seen, d.expires, d.claims_at)
-    }
-
-    fn identity_of(
-        &self,
-        claims: MappedClaims,
-        seen: i64,
-        expires: i64,
-        claims_at: i64,
-    ) -> VerifiedIdentity {
-        let idle_end = seen + self.cfg.idle_timeout.as_secs() as i64;
-        claims.into_identity(
+        let idle_end = d.seen + self.cfg.idle_timeout.as_secs() as i64;
+        d.claims.into_identity(
             &self.issuer,
             AuthMethod::Session,
-            Timestamp::from_second(expires.min(idle_end)).ok(),
-            Timestamp::from_second(claims_at).ok(),
+            Timestamp::from_second(d.expires.min(idle_end)).ok(),
+            Timestamp::from_second(d.claims_at).ok(),
         )
     }
 }
@@ -625,7 +609,7 @@ mod tests {
             panic!()
         };
         assert_eq!(back.data.claims.groups.len(), 3);
-        let id = m.identity(&back);
+        let id = m.identity(back.clone());
         assert_eq!(id.sub(), "alice");
         assert!(id.has_mfa());
     }

@@ -89,17 +89,14 @@ pub fn is_identity_header(name: &str, configured: &[&str]) -> bool {
     let n = name.as_bytes();
     // Every built-in name and family starts with one of these (a test keeps it so): most
     // headers of a request (host, cookie, accept, user-agent …) need only the configured names.
-    if !n
-        .first()
-        .is_some_and(|b| BUILT_IN_FIRST.contains(&fold(*b)))
-    {
-        return configured.iter().any(|c| same_name(n, c.as_bytes()));
-    }
     configured.iter().any(|c| same_name(n, c.as_bytes()))
-        || IDENTITY_HEADERS.iter().any(|h| same_name(n, h.as_bytes()))
-        || IDENTITY_HEADER_PREFIXES
-            .iter()
-            .any(|p| starts_like(n, p.as_bytes()))
+        || (n
+            .first()
+            .is_some_and(|b| BUILT_IN_FIRST.contains(&fold(*b)))
+            && (IDENTITY_HEADERS.iter().any(|h| same_name(n, h.as_bytes()))
+                || IDENTITY_HEADER_PREFIXES
+                    .iter()
+                    .any(|p| starts_like(n, p.as_bytes()))))
 }
 
 /// Removes every identity-looking header: the built-in list, the configured names (the
@@ -460,34 +457,10 @@ impl AssertionSigner {
     /// has more than `lifetime − reuse` left; the configuration keeps `reuse` at most half the
     /// lifetime. `reuse` zero: a fresh assertion per request, with `request_id` and `jti` = the
     /// request ID.
+    /// With `memo` (a connection's): that connection's last assertion when it says exactly
+    /// the same and is young enough comes before the shared cache; what is used is remembered.
     #[allow(clippy::too_many_arguments)]
     pub fn assertion(
-        &self,
-        identity: &VerifiedIdentity,
-        route: &str,
-        device_id: Option<&str>,
-        policy_version: &str,
-        request_id: &str,
-        now: Timestamp,
-        reuse: std::time::Duration,
-    ) -> Result<HeaderValue, IdentityError> {
-        self.assertion_in(
-            None,
-            identity,
-            route,
-            device_id,
-            policy_version,
-            request_id,
-            now,
-            reuse,
-        )
-    }
-
-    /// [`AssertionSigner::assertion`] for a request on a connection that keeps an
-    /// [`AssertionMemo`]: the connection's last assertion when it says exactly the same and
-    /// is young enough, else the shared cache's or a fresh one (then remembered).
-    #[allow(clippy::too_many_arguments)]
-    pub fn assertion_in(
         &self,
         memo: Option<&AssertionMemo>,
         identity: &VerifiedIdentity,
@@ -899,7 +872,7 @@ mod tests {
         let get =
             |id: &VerifiedIdentity, route: &str, dev: Option<&str>, pv: &str, rid: &str, t| {
                 signer
-                    .assertion_in(memo, id, route, dev, pv, rid, t, reuse)
+                    .assertion(memo, id, route, dev, pv, rid, t, reuse)
                     .unwrap()
                     .to_str()
                     .unwrap()
@@ -995,11 +968,11 @@ mod tests {
         assert_ne!(get(&b, "payroll", None, "pv-1", "r", at(30_000)), signed);
 
         let v = signer
-            .assertion_in(memo, &a, "payroll", None, "pv-1", "r", t0, reuse)
+            .assertion(memo, &a, "payroll", None, "pv-1", "r", t0, reuse)
             .unwrap();
         assert!(v.is_sensitive(), "kept out of HPACK tables");
         let again = signer
-            .assertion_in(memo, &a, "payroll", None, "pv-1", "r", t0, reuse)
+            .assertion(memo, &a, "payroll", None, "pv-1", "r", t0, reuse)
             .unwrap();
         assert!(again.is_sensitive(), "a reused one too");
     }
@@ -1013,7 +986,7 @@ mod tests {
         // A connection that outlives the reload keeps its memo.
         let memo = AssertionMemo::default();
         let before = signer
-            .assertion_in(Some(&memo), &id, "r", None, "v", "q", now, reuse)
+            .assertion(Some(&memo), &id, "r", None, "v", "q", now, reuse)
             .unwrap();
         let longer = signer.reconfigured("s2", std::time::Duration::from_secs(300));
         assert_eq!(
@@ -1023,7 +996,7 @@ mod tests {
         );
         assert_eq!((longer.issuer(), longer.lifetime().as_secs()), ("s2", 300));
         let after = longer
-            .assertion_in(Some(&memo), &id, "r", None, "v", "q", now, reuse)
+            .assertion(Some(&memo), &id, "r", None, "v", "q", now, reuse)
             .unwrap();
         assert_ne!(after, before);
         let c = decoded(&longer, after.to_str().unwrap(), "r");
@@ -1037,10 +1010,10 @@ mod tests {
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let zero = std::time::Duration::ZERO;
         let one = signer
-            .assertion(&id, "r", None, "v", "req-1", now, zero)
+            .assertion(None, &id, "r", None, "v", "req-1", now, zero)
             .unwrap();
         let two = signer
-            .assertion(&id, "r", None, "v", "req-2", now, zero)
+            .assertion(None, &id, "r", None, "v", "req-2", now, zero)
             .unwrap();
         assert_ne!(one, two);
         for (v, rid) in [(one, "req-1"), (two, "req-2")] {
