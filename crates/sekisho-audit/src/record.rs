@@ -78,6 +78,12 @@ impl Body {
         }
         Body { json, outcome }
     }
+
+    /// An allowed access record whose response has not ended yet: its outcome may still
+    /// arrive and join its line.
+    pub(crate) fn awaiting_outcome(&self) -> bool {
+        self.outcome.as_deref().is_some_and(OutcomeSlot::waiting)
+    }
 }
 
 /// The outcome of a forwarded request while its `access` record waits to be written.
@@ -127,6 +133,13 @@ impl OutcomeSlot {
             }
             _ => Err(result),
         }
+    }
+
+    fn waiting(&self) -> bool {
+        matches!(
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner),
+            Outcome::Waiting
+        )
     }
 
     /// Called by the writer as it frames the record: what arrived, if anything; from now

@@ -691,6 +691,56 @@ async fn an_outcome_joins_its_access_record_until_that_is_written() {
     assert!(rep.is_ok(), "{rep}");
 }
 
+/// Under load the writer takes records off the queue while their responses are still
+/// running. It holds such a record back for a moment (a fifth of `max_delay`) instead of
+/// writing it at once, so an outcome that arrives soon after still joins its line (one
+/// record per request, not two), and it keeps the queue's order: records queued after a
+/// held one wait with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_record_waits_a_moment_for_its_outcome_in_queue_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // max_delay 5 s: records are held for up to a second, far longer than this test needs
+    // between the writer taking them and the outcomes arriving.
+    let (h, task) = start(
+        batched_cfg(dir.path(), Duration::from_secs(5), 100_000),
+        clock("2026-11-23T01:00:00Z"),
+    );
+    let mut pending = Vec::new();
+    for i in 0..200 {
+        if i % 10 == 9 {
+            // A denial has no outcome to wait for; it is written in its place in the queue.
+            h.append(access(i, Decision::Deny)).await.unwrap();
+        } else {
+            let (_, p) = h.append_awaiting_outcome(allowed(i)).await.unwrap();
+            pending.push((i, p.expect("batched mode keeps a place for the outcome")));
+        }
+    }
+    // Every record is off the queue and in the writer's hands before any response ends.
+    wait_until(|| h.metrics().queue_depth == 0).await;
+    for (i, p) in pending {
+        p.fold(outcome(i))
+            .unwrap_or_else(|_| panic!("record {i} was written before its outcome could join it"));
+    }
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+
+    let lines = read_lines(dir.path());
+    let access: Vec<&serde_json::Value> = lines.iter().filter(|l| l["kind"] != "start").collect();
+    assert_eq!(access.len(), 200, "one line per request");
+    for (i, l) in access.iter().enumerate() {
+        assert_eq!(l["kind"], "access", "{l}");
+        assert_eq!(l["request_id"], format!("req-{i:04}"), "queue order kept");
+        if i % 10 == 9 {
+            assert_eq!(l["decision"], "deny");
+        } else {
+            assert_eq!(l["status"], 200, "{l}");
+            assert_eq!(l["bytes_out"], 322 + i as u64, "{l}");
+        }
+    }
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+}
+
 /// In strict mode the record is on disk before the request goes on: no outcome can join it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_records_keep_no_place_for_an_outcome() {
