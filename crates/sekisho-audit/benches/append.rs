@@ -32,26 +32,33 @@ fn event(i: u64) -> Event {
         host: "kintai.city.example.lg.jp".into(),
         path: "/api/v1/timesheet/2026/11".into(),
         client_ip: "203.0.113.25".into(),
-        user: Some(UserInfo {
-            sub: "u-0001".into(),
-            email: Some("yamada.taro@city.example.lg.jp".into()),
-            groups: vec!["staff".into()],
-            amr: vec!["pwd".into(), "otp".into()],
-            acr: Some("mfa".into()),
-            auth_time: None,
-        }),
-        device: Some(DeviceInfo {
-            id: "PC-0042".into(),
-            fingerprint: Some("ab".repeat(32)),
-            posture: vec![],
-        }),
+        user: Some(
+            UserInfo {
+                sub: "u-0001".into(),
+                email: Some("yamada.taro@city.example.lg.jp".into()),
+                groups: vec!["staff".into()],
+                amr: vec!["pwd".into(), "otp".into()],
+                acr: Some("mfa".into()),
+                auth_time: None,
+            }
+            .into(),
+        ),
+        device: Some(
+            DeviceInfo {
+                id: "PC-0042".into(),
+                fingerprint: Some("ab".repeat(32)),
+                posture: vec![],
+            }
+            .into(),
+        ),
         decision: Decision::Deny,
         rule: Some("lgwan-staff".into()),
         reasons: vec![Reason {
             code: "outside_hours".into(),
             ja: Some("利用時間外です".into()),
             en: None,
-        }],
+        }]
+        .into(),
         policy_version: "p-91ab".into(),
         ..Default::default()
     }))

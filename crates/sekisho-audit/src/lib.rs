@@ -76,8 +76,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AuditError;
 pub use record::{
     AccessEvent, AccessResultEvent, ConfigErrorEvent, ConfigReloadEvent, Decision,
-    DeviceCertFailureEvent, DeviceInfo, Event, LoginEvent, LoginFailureEvent, PostureFact, Reason,
-    Record, SessionEvent, StartEvent, StepUpEvent, StopEvent, Text, UserInfo,
+    DeviceCertFailureEvent, DeviceInfo, Event, Frozen, LoginEvent, LoginFailureEvent, PostureFact,
+    Reason, Record, SessionEvent, StartEvent, StepUpEvent, StopEvent, Text, UserInfo,
 };
 pub use verify::{VerifyOptions, VerifyReport, verify, verify_with};
 pub use writer::{

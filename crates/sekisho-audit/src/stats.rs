@@ -112,7 +112,7 @@ pub fn stats(records: &[Located], hours: &OfficeHours) -> Stats {
                         if a.reasons.is_empty() {
                             *s.deny_by_reason.entry("-".into()).or_default() += 1;
                         }
-                        for r in &a.reasons {
+                        for r in a.reasons.iter() {
                             *s.deny_by_reason.entry(r.code.to_string()).or_default() += 1;
                         }
                     }

@@ -38,17 +38,21 @@ async fn trail(dir: &std::path::Path) {
         host: "a.example".into(),
         path: "/申請/\"quoted\",comma".into(),
         client_ip: "198.51.100.7".into(),
-        user: Some(UserInfo {
-            sub: "@sub".into(),
-            email: Some("山田太郎@city.example.lg.jp".into()),
-            ..Default::default()
-        }),
+        user: Some(
+            UserInfo {
+                sub: "@sub".into(),
+                email: Some("山田太郎@city.example.lg.jp".into()),
+                ..Default::default()
+            }
+            .into(),
+        ),
         decision: Decision::Deny,
         reasons: vec![Reason {
             code: "mfa_required".into(),
             ja: Some("多要素認証が必要です".into()),
             en: Some("MFA required".into()),
-        }],
+        }]
+        .into(),
         policy_version: "-1+2".into(),
         ..Default::default()
     };

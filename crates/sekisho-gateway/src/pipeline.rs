@@ -7,8 +7,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -26,7 +26,7 @@ use crate::metrics::{
 use crate::proxy::{ForwardError, IdleTimeout};
 use crate::respond::{self, Body, Refusal};
 use crate::snapshot::Snapshot;
-use sekisho_audit::Event;
+use sekisho_audit::{Event, Frozen};
 
 /// The gateway's clock: every time-dependent decision reads it, so tests can set it.
 pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
@@ -94,6 +94,8 @@ pub struct ConnInfo {
     pub session: sekisho_identity::SessionMemo,
     /// The upstream assertion this connection was given last (see `AssertionMemo`).
     pub assertion: sekisho_identity::AssertionMemo,
+    /// The repeating parts of this connection's access records, kept serialised.
+    pub audit: RecordMemo,
 }
 
 /// The request after step 1: canonical host and path, and the query as received.
@@ -426,7 +428,7 @@ pub async fn handle(
         return Ok(response);
     }
 
-    let mut rec = AccessRecord::new(&snap, &conn, &target, req.method(), &rid, &device);
+    let mut rec = AccessRecord::new(&snap, &conn, &target, req.method(), &rid, &device, now);
 
     // 2. route
     let Some(route) = snap
@@ -656,49 +658,21 @@ async fn conclude(
 }
 
 /// Builds the access record as the pipeline learns more about the request.
-struct AccessRecord {
+struct AccessRecord<'c> {
     event: sekisho_audit::AccessEvent,
+    memo: &'c RecordMemo,
 }
 
-impl AccessRecord {
+impl<'c> AccessRecord<'c> {
     fn new(
         snap: &Snapshot,
-        conn: &ConnInfo,
+        conn: &'c ConnInfo,
         target: &Target,
         method: &Method,
         rid: &str,
         device: &crate::device::DeviceView,
-    ) -> AccessRecord {
-        let posture = |name: &'static str, f: &sekisho_policy::Fact<bool>| match f {
-            sekisho_policy::Fact::Known { value, .. } => Some(sekisho_audit::PostureFact {
-                name: name.into(),
-                value: if *value { "true" } else { "false" }.into(),
-                source: None,
-                age_secs: None,
-            }),
-            sekisho_policy::Fact::Unknown => None,
-        };
-        let d = &device.input;
-        // A presented certificate is on record whether or not it verified: its status is the
-        // first fact, then the posture facts the decision could use.
-        let device_info = (device.status != "none").then(|| sekisho_audit::DeviceInfo {
-            id: device.id.clone().unwrap_or_default(),
-            fingerprint: device.fingerprint.clone(),
-            posture: std::iter::once(Some(sekisho_audit::PostureFact {
-                name: "certificate".into(),
-                value: device.status.into(),
-                source: None,
-                age_secs: None,
-            }))
-            .chain([
-                posture("managed", &d.managed),
-                posture("compliant", &d.compliant),
-                posture("disk_encryption", &d.disk_encryption),
-                posture("screen_lock", &d.screen_lock),
-            ])
-            .flatten()
-            .collect(),
-        });
+        now: jiff::Timestamp,
+    ) -> AccessRecord<'c> {
         AccessRecord {
             event: sekisho_audit::AccessEvent {
                 request_id: rid.to_owned(),
@@ -710,7 +684,7 @@ impl AccessRecord {
                 // The query may carry personal data or tokens: never recorded.
                 query: None,
                 client_ip: conn.peer_ip.clone(),
-                device: device_info,
+                device: conn.audit.device(device, now),
                 policy_version: snap
                     .config
                     .policies
@@ -719,6 +693,7 @@ impl AccessRecord {
                     .unwrap_or_default(),
                 ..Default::default()
             },
+            memo: &conn.audit,
         }
     }
 
@@ -728,7 +703,7 @@ impl AccessRecord {
     }
 
     fn user(&mut self, id: Option<&sekisho_identity::VerifiedIdentity>) {
-        self.event.user = id.map(user_info);
+        self.event.user = id.map(|id| self.memo.user(id));
     }
 
     /// The finished record. By value: each request makes exactly one decision record, so the
@@ -747,22 +722,7 @@ impl AccessRecord {
             Decision::Deny => sekisho_audit::Decision::Deny,
         };
         e.rule = rule;
-        e.reasons = if reasons.is_empty() {
-            vec![sekisho_audit::Reason {
-                code: why.into(),
-                ja: None,
-                en: None,
-            }]
-        } else {
-            reasons
-                .iter()
-                .map(|r| sekisho_audit::Reason {
-                    code: r.code.into(),
-                    ja: Some(r.ja.into()),
-                    en: Some(r.en.into()),
-                })
-                .collect()
-        };
+        e.reasons = self.memo.reasons(why, reasons);
         e.status = status;
         Event::Access(Box::new(e))
     }
@@ -795,6 +755,209 @@ fn method_text(m: &Method) -> sekisho_audit::Text {
     match STANDARD.into_iter().find(|s| *s == m.as_str()) {
         Some(s) => s.into(),
         None => m.as_str().to_owned().into(),
+    }
+}
+
+/// The parts of a connection's access records that repeat from request to request — the
+/// user of its session, its device, the reasons of the rule that decided — each kept with
+/// its JSON made once ([`sekisho_audit::Frozen`]) and used again while what it was made
+/// from is the same. Serialising them for every request was most of what the audit trail
+/// cost the request path.
+#[derive(Debug, Default)]
+pub struct RecordMemo {
+    user: Mutex<Option<(Option<jiff::Timestamp>, Frozen<sekisho_audit::UserInfo>)>>,
+    device: Mutex<Option<(DeviceKey, Frozen<sekisho_audit::DeviceInfo>)>>,
+    reasons: Mutex<Option<(ReasonsKey, Frozen<Vec<sekisho_audit::Reason>>)>>,
+}
+
+/// What a device block is made from: the device step's view, and the second the fact ages
+/// are counted to.
+#[derive(Debug, PartialEq)]
+struct DeviceKey {
+    status: &'static str,
+    id: Option<String>,
+    fingerprint: Option<String>,
+    input: sekisho_policy::Device,
+    second: i64,
+}
+
+/// What a reasons block is made from: the rule's reasons (compared by identity: they live
+/// as long as the program) or, when it gave none, the gateway's reason code.
+#[derive(Debug)]
+struct ReasonsKey {
+    why: &'static str,
+    reasons: Vec<&'static sekisho_policy::Reason>,
+}
+
+impl ReasonsKey {
+    fn is(&self, why: &'static str, reasons: &[&'static sekisho_policy::Reason]) -> bool {
+        self.reasons.len() == reasons.len()
+            && self
+                .reasons
+                .iter()
+                .zip(reasons)
+                .all(|(a, b)| std::ptr::eq(*a, *b))
+            && (!reasons.is_empty() || self.why == why)
+    }
+}
+
+fn memo_lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl RecordMemo {
+    fn user(&self, id: &sekisho_identity::VerifiedIdentity) -> Frozen<sekisho_audit::UserInfo> {
+        let mut memo = memo_lock(&self.user);
+        if let Some((auth_time, u)) = memo.as_ref()
+            && *auth_time == id.auth_time()
+            && u.sub == id.sub()
+            && u.email.as_deref() == id.email()
+            && u.groups == id.groups()
+            && u.amr == id.amr()
+            && u.acr.as_deref() == id.acr()
+        {
+            return u.clone();
+        }
+        let u = Frozen::new(user_info(id));
+        *memo = Some((id.auth_time(), u.clone()));
+        u
+    }
+
+    /// The device block: every posture fact known at `now` with its age, after the state of
+    /// the certificate. `None` when no certificate was presented.
+    fn device(
+        &self,
+        device: &crate::device::DeviceView,
+        now: jiff::Timestamp,
+    ) -> Option<Frozen<sekisho_audit::DeviceInfo>> {
+        if device.status == "none" {
+            return None;
+        }
+        let mut memo = memo_lock(&self.device);
+        if let Some((k, d)) = memo.as_ref()
+            && k.second == now.as_second()
+            && k.status == device.status
+            && k.id == device.id
+            && k.fingerprint == device.fingerprint
+            && k.input == device.input
+        {
+            return Some(d.clone());
+        }
+        let d = Frozen::new(device_info(device, now));
+        let key = DeviceKey {
+            status: device.status,
+            id: device.id.clone(),
+            fingerprint: device.fingerprint.clone(),
+            input: device.input.clone(),
+            second: now.as_second(),
+        };
+        *memo = Some((key, d.clone()));
+        Some(d)
+    }
+
+    fn reasons(
+        &self,
+        why: &'static str,
+        reasons: &[&'static sekisho_policy::Reason],
+    ) -> Frozen<Vec<sekisho_audit::Reason>> {
+        let mut memo = memo_lock(&self.reasons);
+        if let Some((k, r)) = memo.as_ref()
+            && k.is(why, reasons)
+        {
+            return r.clone();
+        }
+        let r = Frozen::new(if reasons.is_empty() {
+            vec![sekisho_audit::Reason {
+                code: why.into(),
+                ja: None,
+                en: None,
+            }]
+        } else {
+            reasons
+                .iter()
+                .map(|r| sekisho_audit::Reason {
+                    code: r.code.into(),
+                    ja: Some(r.ja.into()),
+                    en: Some(r.en.into()),
+                })
+                .collect()
+        });
+        let key = ReasonsKey {
+            why,
+            reasons: reasons.to_vec(),
+        };
+        *memo = Some((key, r.clone()));
+        r
+    }
+}
+
+/// The device block of an access record. A presented certificate is on record whether or
+/// not it verified: its state is the first fact, then every posture fact the policy could
+/// test that is known, each with its age in seconds at `now` (how old the MDM's or the
+/// assertion's observation was when the decision was made).
+fn device_info(
+    device: &crate::device::DeviceView,
+    now: jiff::Timestamp,
+) -> sekisho_audit::DeviceInfo {
+    use sekisho_audit::{PostureFact, Text};
+    use sekisho_policy::Fact;
+    fn fact<T>(
+        name: &'static str,
+        f: &Fact<T>,
+        now: jiff::Timestamp,
+        text: impl FnOnce(&T) -> Text,
+    ) -> Option<PostureFact> {
+        match f {
+            Fact::Known { value, observed_at } => Some(PostureFact {
+                name: name.into(),
+                value: text(value),
+                source: None,
+                age_secs: Some(
+                    now.as_second()
+                        .saturating_sub(observed_at.as_second())
+                        .max(0) as u64,
+                ),
+            }),
+            Fact::Unknown => None,
+        }
+    }
+    let flag = |v: &bool| Text::from(if *v { "true" } else { "false" });
+    let d = &device.input;
+    let posture = std::iter::once(Some(PostureFact {
+        name: "certificate".into(),
+        value: device.status.into(),
+        source: None,
+        age_secs: None,
+    }))
+    .chain([
+        fact("managed", &d.managed, now, flag),
+        fact("ownership", &d.ownership, now, |o| {
+            match o {
+                sekisho_policy::Ownership::Corporate => "corporate",
+                sekisho_policy::Ownership::Byod => "byod",
+            }
+            .into()
+        }),
+        fact("compliant", &d.compliant, now, flag),
+        fact("os", &d.os, now, |v| v.clone().into()),
+        fact("os_version", &d.os_version, now, |v| v.clone().into()),
+        fact("disk_encryption", &d.disk_encryption, now, flag),
+        fact("screen_lock", &d.screen_lock, now, flag),
+        fact("firewall", &d.firewall, now, flag),
+        fact("antivirus", &d.antivirus, now, flag),
+        fact("edr", &d.edr, now, flag),
+        fact("last_check_in", &d.last_check_in, now, |t| {
+            t.to_string().into()
+        }),
+        // No tags is not worth a line in every record.
+        fact("tags", &d.tags, now, |t| t.join(",").into()).filter(|f| !f.value.is_empty()),
+    ])
+    .flatten()
+    .collect();
+    sekisho_audit::DeviceInfo {
+        id: device.id.clone().unwrap_or_default(),
+        fingerprint: device.fingerprint.clone(),
+        posture,
     }
 }
 
@@ -1359,6 +1522,50 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection's memo gives the block made before only while what it was made from is
+    /// the same: another user, other groups, another rule's reasons each get their own.
+    #[test]
+    fn the_record_memo_never_gives_another_users_or_rules_block() {
+        use sekisho_identity::{AuthMethod, VerifiedIdentity};
+        let memo = RecordMemo::default();
+        let id = |sub: &str, groups: &[&str]| {
+            VerifiedIdentity::dangerous_unverified(
+                "https://idp.test",
+                sub,
+                groups.iter().map(|g| g.to_string()).collect(),
+                vec!["pwd".into()],
+                AuthMethod::Session,
+            )
+        };
+        let a = memo.user(&id("alice", &["staff"]));
+        assert_eq!(a.sub, "alice");
+        let again = memo.user(&id("alice", &["staff"]));
+        assert_eq!(*again, *a);
+        let b = memo.user(&id("bob", &["staff"]));
+        assert_eq!(b.sub, "bob");
+        let a2 = memo.user(&id("alice", &["staff", "finance"]));
+        assert_eq!(a2.groups, ["staff", "finance"]);
+
+        static ALLOWED: sekisho_policy::Reason = sekisho_policy::Reason {
+            code: "policy.allowed",
+            ja: "許可",
+            en: "allowed",
+        };
+        static DENIED: sekisho_policy::Reason = sekisho_policy::Reason {
+            code: "policy.denied",
+            ja: "拒否",
+            en: "denied",
+        };
+        assert_eq!(memo.reasons("x", &[&ALLOWED])[0].code, "policy.allowed");
+        assert_eq!(memo.reasons("x", &[&DENIED])[0].code, "policy.denied");
+        assert_eq!(memo.reasons("no_route", &[])[0].code, "no_route");
+        assert_eq!(
+            memo.reasons("unauthenticated", &[])[0].code,
+            "unauthenticated"
+        );
+        assert_eq!(memo.reasons("x", &[&DENIED, &ALLOWED]).len(), 2);
+    }
 
     #[test]
     fn connection_nominates_header_names_in_any_case() {

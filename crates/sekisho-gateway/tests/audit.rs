@@ -40,33 +40,6 @@ async fn setup(faults: Option<FaultInjector>) -> (Gw, Echo, std::path::PathBuf) 
     )
 }
 
-fn records(dir: &std::path::Path) -> Vec<serde_json::Value> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "jsonl")
-                && p.file_name()
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .starts_with("audit-")
-        })
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 fn of_request<'a>(recs: &'a [serde_json::Value], rid: &str) -> Vec<&'a serde_json::Value> {
     recs.iter().filter(|r| r["request_id"] == rid).collect()
 }

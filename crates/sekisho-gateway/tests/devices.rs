@@ -248,6 +248,93 @@ async fn an_unmanaged_device_and_no_certificate_are_refused_with_reasons() {
     assert_eq!(s.up.count(), 0);
 }
 
+/// What an auditor reads about the device: its ID and certificate fingerprint, the
+/// certificate's state, and every posture fact the decision could use with its age — on
+/// every request of a kept-alive connection, allowed or denied.
+#[tokio::test]
+async fn the_access_record_names_the_device_and_each_posture_fact_with_its_age() {
+    let s = setup().await;
+    let pc = s.devices.device("PC-0042");
+    let mut conn = connect(&s, Some(&pc)).await;
+    assert_eq!(get(&mut conn, "/one").await.0, 200);
+    assert_eq!(get(&mut conn, "/two").await.0, 200);
+    // The MDM now says the PC is not managed: the same connection's next record says so.
+    let inv = inventory(jiff::Timestamp::now()).replacen("managed: true", "managed: false", 1);
+    std::fs::write(s.gw.pki.path("inventory.yaml"), inv).unwrap();
+    s.gw.running.reload().unwrap();
+    assert_eq!(get(&mut conn, "/again").await.0, 403);
+    let phone = s.devices.device("PHONE-7");
+    let mut conn = connect(&s, Some(&phone)).await;
+    assert_eq!(get(&mut conn, "/three").await.0, 403);
+
+    let recs = records(&s.gw.pki.path("audit"));
+    let access: Vec<_> = recs.iter().filter(|r| r["kind"] == "access").collect();
+    assert_eq!(access.len(), 4, "{recs:#?}");
+    let facts = |r: &serde_json::Value| -> Vec<(String, String, Option<u64>)> {
+        r["device"]["posture"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap().to_owned(),
+                    f["value"].as_str().unwrap().to_owned(),
+                    f["age_secs"].as_u64(),
+                )
+            })
+            .collect()
+    };
+    for (r, path) in access[..2].iter().zip(["/one", "/two"]) {
+        assert_eq!(r["path"], path);
+        assert_eq!(r["decision"], "allow");
+        assert_eq!(r["device"]["id"], "PC-0042");
+        assert_eq!(
+            r["device"]["fingerprint"].as_str().unwrap().len(),
+            64,
+            "{r}"
+        );
+        let f = facts(r);
+        let names: Vec<&str> = f.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "certificate",
+                "managed",
+                "ownership",
+                "compliant",
+                "last_check_in"
+            ],
+            "{r}"
+        );
+        assert_eq!((f[0].1.as_str(), f[0].2), ("verified", None));
+        assert_eq!(f[1].1, "true");
+        assert_eq!(f[2].1, "corporate");
+        // The inventory saw the PC an hour before the test started.
+        for (name, _, age) in &f[1..] {
+            let age = age.unwrap_or_else(|| panic!("{name} has no age: {r}"));
+            assert!((3600..3700).contains(&age), "{name} is {age} s old: {r}");
+        }
+    }
+    assert_eq!(access[2]["path"], "/again");
+    assert_eq!(access[2]["decision"], "deny");
+    assert!(
+        facts(access[2]).contains(&("managed".into(), "false".into(), facts(access[2])[1].2)),
+        "{}",
+        access[2]
+    );
+    assert_eq!(access[3]["decision"], "deny");
+    assert_eq!(access[3]["device"]["id"], "PHONE-7");
+    let f = facts(access[3]);
+    assert!(
+        f.contains(&("managed".into(), "false".into(), f[1].2)),
+        "{f:?}"
+    );
+    assert!(
+        f.iter().any(|(n, v, _)| n == "ownership" && v == "byod"),
+        "{f:?}"
+    );
+}
+
 #[tokio::test]
 async fn only_hosts_that_need_a_device_ask_for_a_certificate() {
     let s = setup().await;

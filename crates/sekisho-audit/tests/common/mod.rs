@@ -34,24 +34,30 @@ pub fn access(i: u64, decision: Decision) -> Event {
         path: format!("/api/v1/items/{i}"),
         query: Some("id=REDACTED".into()),
         client_ip: "192.0.2.10".into(),
-        user: Some(UserInfo {
-            sub: format!("user-{}", i % 3),
-            email: Some(format!("user{}@city.example.lg.jp", i % 3)),
-            groups: vec!["staff".into()],
-            amr: vec!["pwd".into(), "otp".into()],
-            acr: Some("mfa".into()),
-            auth_time: Some("2026-11-23T08:00:00+09:00".into()),
-        }),
-        device: Some(DeviceInfo {
-            id: format!("dev-{}", i % 4),
-            fingerprint: Some("ab".repeat(32)),
-            posture: vec![PostureFact {
-                name: "compliant".into(),
-                value: "true".into(),
-                source: Some("inventory".into()),
-                age_secs: Some(3600),
-            }],
-        }),
+        user: Some(
+            UserInfo {
+                sub: format!("user-{}", i % 3),
+                email: Some(format!("user{}@city.example.lg.jp", i % 3)),
+                groups: vec!["staff".into()],
+                amr: vec!["pwd".into(), "otp".into()],
+                acr: Some("mfa".into()),
+                auth_time: Some("2026-11-23T08:00:00+09:00".into()),
+            }
+            .into(),
+        ),
+        device: Some(
+            DeviceInfo {
+                id: format!("dev-{}", i % 4),
+                fingerprint: Some("ab".repeat(32)),
+                posture: vec![PostureFact {
+                    name: "compliant".into(),
+                    value: "true".into(),
+                    source: Some("inventory".into()),
+                    age_secs: Some(3600),
+                }],
+            }
+            .into(),
+        ),
         decision,
         rule: Some("lgwan-staff/allow[0]".into()),
         reasons: if decision == Decision::Deny {
@@ -60,8 +66,9 @@ pub fn access(i: u64, decision: Decision) -> Event {
                 ja: Some("端末が準拠していません".into()),
                 en: Some("device is not compliant".into()),
             }]
+            .into()
         } else {
-            vec![]
+            vec![].into()
         },
         policy_version: "sha256:0123abcd".into(),
         upstream: Some("10.1.2.3:443".into()),

@@ -49,34 +49,6 @@ pub async fn audited_with(pki: Pki, extra: &str, routes: &str) -> (Gw, PathBuf) 
     )
 }
 
-/// Every complete audit record in `dir`, in file order.
-pub fn records(dir: &Path) -> Vec<serde_json::Value> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = rd
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "jsonl")
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("audit-"))
-        })
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// The records of request `rid`, waiting (bounded, 5 s) until at least one is on disk.
 pub async fn records_of(dir: &Path, rid: &str) -> Vec<serde_json::Value> {
     for _ in 0..100 {
