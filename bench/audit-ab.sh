@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The audit trail's cost (issue 6: under 10 % of request throughput in `batched` mode),
+# measured as alternating pairs: the same binary, the same route, without and then with the
+# trail, PAIRS times back to back. On a shared VM neighbouring runs differ by more than the
+# effect; pairs close in time and their median say more than two cells minutes apart.
+#
+#   KEEP_WORK=1 SKIP_INSTALL=1 TARGETS=sekisho-device CONNS=32 PROTOS=h1 DURATION=2 bench/run.sh
+#   bench/audit-ab.sh /tmp/sekisho-bench.XXXXXX              # 8 pairs, (d) h1/32, 8 s each
+#   PAIRS=12 SECS=5 CASE=public bench/audit-ab.sh WORK [BIN]
+#
+# Pinning as in bench/run.sh on 2 CPUs: the upstream nginx and the gateway on CPU 0, the load
+# generator on CPU 1. Printed per run: requests/s and the gateway process's CPU time per
+# request (user + system, all its threads, from /proc); per pair: the change with the trail.
+# Then the median change. Everything listens on 127.0.0.1 only.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${1:?usage: bench/audit-ab.sh WORK_DIR [BINARY]}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=${2:-$TARGET_DIR/release/sekisho}
+CASE=${CASE:-device}   # public | session | device
+PAIRS=${PAIRS:-8}
+SECS=${SECS:-8}
+CONNS=${CONNS:-32}
+LOADGEN=$TARGET_DIR/release/sekisho-loadgen
+MINT=$TARGET_DIR/release/sekisho-session-mint
+SEK=127.0.0.1:19443
+for f in "$BIN" "$LOADGEN" "$MINT" "$WORK/sk/sekisho.yaml" "$WORK/sk/noaudit.yaml" "$WORK/up/nginx.conf"; do
+    [ -e "$f" ] || { echo "missing $f (run bench/run.sh with KEEP_WORK=1 first)" >&2; exit 1; }
+done
+LAST=$(($(nproc) - 1))
+[ "$LAST" -ge 1 ] || { echo "needs 2 CPUs: one for the servers, one for the load generator" >&2; exit 1; }
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+taskset -c 0 nginx -c "$WORK/up/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
+pids+=($!)
+
+wait_port() {
+    for _ in $(seq 300); do
+        (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listening on $1" >&2
+    return 1
+}
+
+args=()
+dev=$(ls "$WORK"/certs/devices/PC-0042-*.pem | head -1)
+case $CASE in
+public) url=https://public.localhost/ ;;
+session) url=https://session.localhost/ ;;
+device) url=https://device.localhost/; args=(--cert "$dev" --key "${dev%.pem}.key") ;;
+*) echo "CASE is public, session or device" >&2; exit 1 ;;
+esac
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+one() { # config → "req/s cpu_us_per_request"
+    rm -rf "$WORK/sk/audit-batched"
+    taskset -c 0 "$BIN" serve --config "$WORK/sk/$1.yaml" >"$WORK/audit-ab.$1.log" 2>&1 &
+    local sk=$!
+    pids+=($sk)
+    wait_port "$SEK"
+    sleep 0.3
+    local cookie=()
+    [ "$CASE" = public ] || cookie=(-H "Cookie: $("$MINT" "$WORK/cookie.keys" http://127.0.0.1:18080)")
+    local c0 c1
+    c0=$(cpu_ticks "$sk")
+    taskset -c "$LAST" "$LOADGEN" run --url "$url" --connect "$SEK" --ca "$WORK/certs/server-ca.pem" \
+        "${cookie[@]}" "${args[@]}" -c "$CONNS" -d "$SECS" --warmup 0 \
+        --json "$WORK/audit-ab-load.json" >/dev/null
+    c1=$(cpu_ticks "$sk")
+    kill "$sk"; wait "$sk" 2>/dev/null || true
+    python3 - "$WORK/audit-ab-load.json" "$c0" "$c1" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+ok, ticks, hz = d["requests_ok"], int(sys.argv[3]) - int(sys.argv[2]), int(sys.argv[4])
+if d["non_2xx"] or d["errors"] or not ok:
+    sys.exit(f"load failed: ok {ok}, non-2xx {d['non_2xx']}, errors {d['errors']}")
+print(f"{d['rps']:.0f} {ticks / hz / ok * 1e6:.1f}")
+PY
+}
+
+echo "== $BIN, case $CASE, h1/$CONNS, $SECS s per run, $PAIRS pairs (without, then with the trail)"
+changes=()
+for i in $(seq "$PAIRS"); do
+    read -r off_rps off_cpu < <(one noaudit)
+    read -r on_rps on_cpu < <(one sekisho)
+    change=$(python3 -c "print(f'{($on_rps / $off_rps - 1) * 100:+.1f}')")
+    changes+=("$change")
+    printf '   pair %2d: without %6s req/s (%5s µs CPU/req), with %6s req/s (%5s µs CPU/req): %s %%\n' \
+        "$i" "$off_rps" "$off_cpu" "$on_rps" "$on_cpu" "$change"
+done
+python3 -c "
+import statistics, sys
+c = sorted(float(x) for x in sys.argv[1:])
+print(f'   median change with the trail: {statistics.median(c):+.1f} % (range {c[0]:+.1f} to {c[-1]:+.1f} %)')
+" "${changes[@]}"
