@@ -894,9 +894,7 @@ impl RecordMemo {
 /// The device block of an access record. A presented certificate is on record whether or
 /// not it verified: its state is the first fact, then every posture fact the policy could
 /// test that is known, each with its age in seconds at `now` (how old the MDM's or the
-/// assertion's observation was when the decision was made). `last_check_in` is not listed:
-/// it is when the inventory's facts were observed, which their `age_secs` already says, and
-/// every byte of a record is hashed and written for every request.
+/// assertion's observation was when the decision was made).
 fn device_info(
     device: &crate::device::DeviceView,
     now: jiff::Timestamp,
@@ -948,6 +946,9 @@ fn device_info(
         fact("firewall", &d.firewall, now, flag),
         fact("antivirus", &d.antivirus, now, flag),
         fact("edr", &d.edr, now, flag),
+        fact("last_check_in", &d.last_check_in, now, |t| {
+            t.to_string().into()
+        }),
         // No tags is not worth a line in every record.
         fact("tags", &d.tags, now, |t| t.join(",").into()).filter(|f| !f.value.is_empty()),
     ])

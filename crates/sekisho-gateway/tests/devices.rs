@@ -297,7 +297,13 @@ async fn the_access_record_names_the_device_and_each_posture_fact_with_its_age()
         let names: Vec<&str> = f.iter().map(|(n, _, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["certificate", "managed", "ownership", "compliant"],
+            [
+                "certificate",
+                "managed",
+                "ownership",
+                "compliant",
+                "last_check_in"
+            ],
             "{r}"
         );
         assert_eq!((f[0].1.as_str(), f[0].2), ("verified", None));
