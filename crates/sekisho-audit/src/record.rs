@@ -27,6 +27,10 @@ pub type Text = std::borrow::Cow<'static, str>;
 /// per request they were the larger part of what the audit trail cost the request path.
 /// The bytes written are exactly those the value would serialise to (a test holds this),
 /// so the chain and every reader see no difference.
+///
+/// Only serde_json's compact writer, which records are written with, knows raw JSON: its
+/// pretty printer writes a frozen part compact, and another format would write serde_json's
+/// raw-value wrapper. Convert a record with `serde_json::to_value` first for anything else.
 pub struct Frozen<T>(Arc<FrozenInner<T>>);
 
 struct FrozenInner<T> {

@@ -849,7 +849,12 @@ impl Inner {
     /// them end in time and their outcome joins their own line. The bound on durability
     /// stays: the fsync deadline counts from when the oldest record was taken (`first`).
     fn write_ready(&mut self, first: Instant, all: bool) {
-        let hold = if all { Duration::ZERO } else { self.hold() };
+        // Held records count against the queue's bound: past it, nothing is held.
+        let hold = if all || self.held.len() > self.cfg.queue_capacity {
+            Duration::ZERO
+        } else {
+            self.hold()
+        };
         let now = Instant::now();
         let cut = self
             .held

@@ -1523,6 +1523,36 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A device whose inventory entry is too old to trust has no posture facts left, but the
+    /// record still says when it last checked in (a policy may deny on that) and how long ago.
+    #[test]
+    fn a_stale_devices_record_keeps_its_last_check_in() {
+        let now: jiff::Timestamp = "2026-12-04T09:00:00Z".parse().unwrap();
+        let seen = now - jiff::SignedDuration::from_hours(240);
+        let view = crate::device::DeviceView {
+            input: sekisho_policy::Device {
+                last_check_in: sekisho_policy::Fact::known(seen, seen),
+                ..sekisho_policy::Device::UNKNOWN
+            },
+            status: "verified",
+            id: Some("PC-0042".into()),
+            fingerprint: Some("ab".repeat(32)),
+        };
+        let d = device_info(&view, now);
+        let facts: Vec<(&str, &str, Option<u64>)> = d
+            .posture
+            .iter()
+            .map(|f| (&*f.name, &*f.value, f.age_secs))
+            .collect();
+        assert_eq!(
+            facts,
+            [
+                ("certificate", "verified", None),
+                ("last_check_in", "2026-11-24T09:00:00Z", Some(240 * 3600)),
+            ]
+        );
+    }
+
     /// A connection's memo gives the block made before only while what it was made from is
     /// the same: another user, other groups, another rule's reasons each get their own.
     #[test]
