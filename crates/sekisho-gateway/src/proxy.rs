@@ -488,7 +488,11 @@ impl UpstreamPool {
                     }
                 }
             };
-            let sent = tokio::time::timeout(self.route.timeouts.response_header, send).await;
+            // Boxed: the exchange's future is several KiB (the pooled client's above all), and
+            // inline it was copied into the timeout and again into this function's own state
+            // for every request; one allocation costs less than those copies.
+            let sent =
+                tokio::time::timeout(self.route.timeouts.response_header, Box::pin(send)).await;
             match sent {
                 Err(_) => return Err(ForwardError::Timeout),
                 Ok(Ok(resp)) => return Ok((resp, i)),
