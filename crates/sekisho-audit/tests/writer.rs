@@ -741,6 +741,28 @@ async fn a_taken_record_waits_a_moment_for_its_outcome_in_queue_order() {
     assert!(rep.is_ok(), "{rep}");
 }
 
+/// Records held for their outcome count against the queue's bound: once more are held than
+/// the queue may take, they are written at once rather than kept in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_records_are_bounded_by_the_queue_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    // A hold of 40 s: far longer than `wait_until` waits, so only the bound can write them.
+    let mut cfg = batched_cfg(dir.path(), Duration::from_secs(200), 1);
+    cfg.queue_capacity = 8;
+    let (h, task) = start(cfg, clock("2026-11-23T01:00:00Z"));
+    let mut pending = Vec::new();
+    for i in 0..40 {
+        let (_, p) = h.append_awaiting_outcome(allowed(i)).await.unwrap();
+        pending.push(p);
+    }
+    wait_until(|| h.metrics().records_written >= 30).await;
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(kinds(dir.path()).len(), 40);
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+}
+
 /// In strict mode the record is on disk before the request goes on: no outcome can join it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_records_keep_no_place_for_an_outcome() {
