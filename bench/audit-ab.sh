@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The audit trail's cost (issue 6: under 10 % of request throughput in `batched` mode),
-# measured as alternating pairs: the same binary, the same route, without and then with the
-# trail, PAIRS times back to back. On a shared VM neighbouring runs differ by more than the
-# effect; pairs close in time and their median say more than two cells minutes apart.
+# measured as pairs: the same binary and route without and with the trail, PAIRS times back
+# to back, which goes first alternating from pair to pair. On a shared VM neighbouring runs
+# differ by more than the effect; pairs close in time, and their median, say more than two
+# cells minutes apart.
 #
 #   KEEP_WORK=1 SKIP_INSTALL=1 TARGETS=sekisho-device CONNS=32 PROTOS=h1 DURATION=2 bench/run.sh
 #   bench/audit-ab.sh /tmp/sekisho-bench.XXXXXX              # 8 pairs, (d) h1/32, 8 s each
@@ -82,11 +83,19 @@ print(f"{d['rps']:.0f} {ticks / hz / ok * 1e6:.1f}")
 PY
 }
 
-echo "== $BIN, case $CASE, h1/$CONNS, $SECS s per run, $PAIRS pairs (without, then with the trail)"
+echo "== $BIN, case $CASE, h1/$CONNS, $SECS s per run, $PAIRS pairs (order alternating)"
 changes=()
 for i in $(seq "$PAIRS"); do
-    read -r off_rps off_cpu < <(one noaudit)
-    read -r on_rps on_cpu < <(one sekisho)
+    # Odd pairs run without the trail first, even pairs with it first, so that whatever the
+    # second run of a pair inherits (page cache, the upstream's state, a neighbour's load)
+    # falls on both sides equally.
+    if [ $((i % 2)) = 1 ]; then
+        read -r off_rps off_cpu < <(one noaudit)
+        read -r on_rps on_cpu < <(one sekisho)
+    else
+        read -r on_rps on_cpu < <(one sekisho)
+        read -r off_rps off_cpu < <(one noaudit)
+    fi
     change=$(python3 -c "print(f'{($on_rps / $off_rps - 1) * 100:+.1f}')")
     changes+=("$change")
     printf '   pair %2d: without %6s req/s (%5s µs CPU/req), with %6s req/s (%5s µs CPU/req): %s %%\n' \
