@@ -295,40 +295,36 @@ impl std::fmt::Debug for AssertionMemo {
 
 struct Remembered {
     signer: u64,
-    route: String,
-    sub: String,
-    email: Option<String>,
-    groups: Vec<String>,
-    amr: Vec<String>,
-    device_id: Option<String>,
-    policy_version: String,
     minted: std::sync::Arc<Minted>,
 }
 
-impl Remembered {
+struct Minted {
+    value: HeaderValue,
+    /// What it says: its `iat` (= `nbf`, whole seconds, at or before the signing time) gives
+    /// its age, and a connection's memo compares a request's claims with the rest.
+    claims: AssertionClaims,
+}
+
+impl Minted {
+    /// Whether it says what an assertion about `identity` for this request would say, but for
+    /// its times and ID (the inputs of [`subject_key`], compared as they are; the issuer is
+    /// the signer's).
     fn says(
         &self,
-        signer: u64,
         identity: &VerifiedIdentity,
         route: &str,
         device_id: Option<&str>,
         policy_version: &str,
     ) -> bool {
-        self.signer == signer
-            && self.route == route
-            && self.sub == identity.sub()
-            && self.email.as_deref() == identity.email()
-            && self.groups == identity.groups()
-            && self.amr == identity.amr()
-            && self.device_id.as_deref() == device_id
-            && self.policy_version == policy_version
+        let c = &self.claims;
+        c.aud == route
+            && c.sub == identity.sub()
+            && c.email.as_deref() == identity.email()
+            && c.groups == identity.groups()
+            && c.amr == identity.amr()
+            && c.device_id.as_deref() == device_id
+            && c.policy_version == policy_version
     }
-}
-
-struct Minted {
-    /// Its `iat` (= `nbf`), in milliseconds: whole seconds, at or before the signing time.
-    iat_ms: i64,
-    value: HeaderValue,
 }
 
 impl std::fmt::Debug for AssertionSigner {
@@ -495,11 +491,12 @@ impl AssertionSigner {
         // Age from the `iat` it says, not from when it was signed (up to a second later), so
         // `exp − now > lifetime − reuse` holds exactly. An assertion from a clock that has
         // since gone back would not be valid yet (`nbf`).
-        let young = |m: &Minted| (0..reuse_ms).contains(&(now_ms - m.iat_ms));
+        let young = |m: &Minted| (0..reuse_ms).contains(&(now_ms - m.claims.iat * 1000));
         if let Some(memo) = memo {
             let held = memo.0.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(r) = held.as_ref()
-                && r.says(self.id, identity, route, device_id, policy_version)
+                && r.signer == self.id
+                && r.minted.says(identity, route, device_id, policy_version)
                 && young(&r.minted)
             {
                 return Ok(r.minted.value.clone());
@@ -509,13 +506,6 @@ impl AssertionSigner {
             if let Some(memo) = memo {
                 *memo.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Remembered {
                     signer: self.id,
-                    route: route.to_owned(),
-                    sub: identity.sub().to_owned(),
-                    email: identity.email().map(str::to_owned),
-                    groups: identity.groups().to_vec(),
-                    amr: identity.amr().to_vec(),
-                    device_id: device_id.map(str::to_owned),
-                    policy_version: policy_version.to_owned(),
                     minted,
                 });
             }
@@ -531,7 +521,7 @@ impl AssertionSigner {
         let mut id = [0u8; 16];
         aws_lc_rs::rand::fill(&mut id)
             .map_err(|_| IdentityError::Config("no randomness for the assertion ID".into()))?;
-        let jws = self.mint(
+        let (jws, claims) = self.mint(
             identity,
             route,
             device_id,
@@ -542,8 +532,8 @@ impl AssertionSigner {
         )?;
         let value = header(jws)?;
         let minted = std::sync::Arc::new(Minted {
-            iat_ms: now.as_second() * 1000,
             value: value.clone(),
+            claims,
         });
         self.reused.insert(key, minted.clone());
         remember(minted);
@@ -570,6 +560,7 @@ impl AssertionSigner {
             request_id.to_owned(),
             now,
         )
+        .map(|(jws, _)| jws)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -582,7 +573,7 @@ impl AssertionSigner {
         request_id: Option<&str>,
         jti: String,
         now: Timestamp,
-    ) -> Result<String, IdentityError> {
+    ) -> Result<(String, AssertionClaims), IdentityError> {
         let iat = now.as_second();
         let claims = AssertionClaims {
             iss: self.issuer.clone(),
@@ -614,7 +605,7 @@ impl AssertionSigner {
             .map_err(|_| IdentityError::Config("assertion signing failed".into()))?;
         jws.push('.');
         jws.push_str(&URL_SAFE_NO_PAD.encode(sig.as_ref()));
-        Ok(jws)
+        Ok((jws, claims))
     }
 }
 
@@ -622,8 +613,10 @@ fn reuse_cache(
     lifetime: std::time::Duration,
 ) -> moka::sync::Cache<[u8; 32], std::sync::Arc<Minted>> {
     moka::sync::Cache::builder()
+        // The header is the claims in base64 and a signature, so twice its length covers
+        // the header and the claims kept beside it.
         .weigher(|_, m: &std::sync::Arc<Minted>| {
-            u32::try_from(m.value.len() + 100).unwrap_or(u32::MAX)
+            u32::try_from(2 * m.value.len() + 100).unwrap_or(u32::MAX)
         })
         .max_capacity(REUSE_CAPACITY_BYTES)
         // Housekeeping only: whether an entry may still be used is decided against the
