@@ -22,7 +22,7 @@ pub struct ConnDevice {
 }
 
 /// The device as seen by one request: policy input plus a summary for logs and audit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceView {
     pub input: policy::Device,
     /// Stable code: `none`, `verified`, or the certificate error code.

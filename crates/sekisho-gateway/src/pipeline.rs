@@ -765,62 +765,54 @@ fn method_text(m: &Method) -> sekisho_audit::Text {
 /// cost the request path.
 #[derive(Debug, Default)]
 pub struct RecordMemo {
-    user: Mutex<Option<(Option<jiff::Timestamp>, Frozen<sekisho_audit::UserInfo>)>>,
-    device: Mutex<Option<(DeviceKey, Frozen<sekisho_audit::DeviceInfo>)>>,
-    reasons: Mutex<Option<(ReasonsKey, Frozen<Vec<sekisho_audit::Reason>>)>>,
+    /// Keyed also by `auth_time` as a time: the block holds it as text.
+    user: MemoSlot<Option<jiff::Timestamp>, sekisho_audit::UserInfo>,
+    /// Keyed by the device step's whole view and the second the fact ages count to.
+    device: MemoSlot<(crate::device::DeviceView, i64), sekisho_audit::DeviceInfo>,
+    /// Keyed by the rule's reasons (compared by identity: they live as long as the program)
+    /// or, when it gave none, the gateway's reason code.
+    reasons:
+        MemoSlot<(&'static str, Vec<&'static sekisho_policy::Reason>), Vec<sekisho_audit::Reason>>,
 }
 
-/// What a device block is made from: the device step's view, and the second the fact ages
-/// are counted to.
-#[derive(Debug, PartialEq)]
-struct DeviceKey {
-    status: &'static str,
-    id: Option<String>,
-    fingerprint: Option<String>,
-    input: sekisho_policy::Device,
-    second: i64,
-}
+/// One remembered block and what it was made from.
+type MemoSlot<K, T> = Mutex<Option<(K, Frozen<T>)>>;
 
-/// What a reasons block is made from: the rule's reasons (compared by identity: they live
-/// as long as the program) or, when it gave none, the gateway's reason code.
-#[derive(Debug)]
-struct ReasonsKey {
-    why: &'static str,
-    reasons: Vec<&'static sekisho_policy::Reason>,
-}
-
-impl ReasonsKey {
-    fn is(&self, why: &'static str, reasons: &[&'static sekisho_policy::Reason]) -> bool {
-        self.reasons.len() == reasons.len()
-            && self
-                .reasons
-                .iter()
-                .zip(reasons)
-                .all(|(a, b)| std::ptr::eq(*a, *b))
-            && (!reasons.is_empty() || self.why == why)
+/// The block in `slot` when `same` says it was made from what this request has, else the
+/// one `make` gives (which is remembered).
+fn memoised<K, T>(
+    slot: &MemoSlot<K, T>,
+    same: impl FnOnce(&K, &T) -> bool,
+    make: impl FnOnce() -> (K, T),
+) -> Frozen<T> {
+    let mut memo = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((k, v)) = memo.as_ref()
+        && same(k, v)
+    {
+        return v.clone();
     }
-}
-
-fn memo_lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    let (k, v) = make();
+    let v = Frozen::new(v);
+    *memo = Some((k, v.clone()));
+    v
 }
 
 impl RecordMemo {
     fn user(&self, id: &sekisho_identity::VerifiedIdentity) -> Frozen<sekisho_audit::UserInfo> {
-        let mut memo = memo_lock(&self.user);
-        if let Some((auth_time, u)) = memo.as_ref()
-            && *auth_time == id.auth_time()
-            && u.sub == id.sub()
-            && u.email.as_deref() == id.email()
-            && u.groups == id.groups()
-            && u.amr == id.amr()
-            && u.acr.as_deref() == id.acr()
-        {
-            return u.clone();
-        }
-        let u = Frozen::new(user_info(id));
-        *memo = Some((id.auth_time(), u.clone()));
-        u
+        memoised(
+            &self.user,
+            |auth_time, u| {
+                *auth_time == id.auth_time()
+                    && u.sub == id.sub()
+                    && u.email.as_deref() == id.email()
+                    && u.groups == id.groups()
+                    && u.amr == id.amr()
+                    && u.acr.as_deref() == id.acr()
+            },
+            || (id.auth_time(), user_info(id)),
+        )
     }
 
     /// The device block: every posture fact known at `now` with its age, after the state of
@@ -830,29 +822,13 @@ impl RecordMemo {
         device: &crate::device::DeviceView,
         now: jiff::Timestamp,
     ) -> Option<Frozen<sekisho_audit::DeviceInfo>> {
-        if device.status == "none" {
-            return None;
-        }
-        let mut memo = memo_lock(&self.device);
-        if let Some((k, d)) = memo.as_ref()
-            && k.second == now.as_second()
-            && k.status == device.status
-            && k.id == device.id
-            && k.fingerprint == device.fingerprint
-            && k.input == device.input
-        {
-            return Some(d.clone());
-        }
-        let d = Frozen::new(device_info(device, now));
-        let key = DeviceKey {
-            status: device.status,
-            id: device.id.clone(),
-            fingerprint: device.fingerprint.clone(),
-            input: device.input.clone(),
-            second: now.as_second(),
-        };
-        *memo = Some((key, d.clone()));
-        Some(d)
+        (device.status != "none").then(|| {
+            memoised(
+                &self.device,
+                |(view, second), _| *second == now.as_second() && view == device,
+                || ((device.clone(), now.as_second()), device_info(device, now)),
+            )
+        })
     }
 
     fn reasons(
@@ -860,34 +836,33 @@ impl RecordMemo {
         why: &'static str,
         reasons: &[&'static sekisho_policy::Reason],
     ) -> Frozen<Vec<sekisho_audit::Reason>> {
-        let mut memo = memo_lock(&self.reasons);
-        if let Some((k, r)) = memo.as_ref()
-            && k.is(why, reasons)
-        {
-            return r.clone();
-        }
-        let r = Frozen::new(if reasons.is_empty() {
-            vec![sekisho_audit::Reason {
-                code: why.into(),
-                ja: None,
-                en: None,
-            }]
-        } else {
-            reasons
-                .iter()
-                .map(|r| sekisho_audit::Reason {
-                    code: r.code.into(),
-                    ja: Some(r.ja.into()),
-                    en: Some(r.en.into()),
-                })
-                .collect()
-        });
-        let key = ReasonsKey {
-            why,
-            reasons: reasons.to_vec(),
-        };
-        *memo = Some((key, r.clone()));
-        r
+        memoised(
+            &self.reasons,
+            |(w, rs), _| {
+                rs.len() == reasons.len()
+                    && rs.iter().zip(reasons).all(|(a, b)| std::ptr::eq(*a, *b))
+                    && (!reasons.is_empty() || *w == why)
+            },
+            || {
+                let block = if reasons.is_empty() {
+                    vec![sekisho_audit::Reason {
+                        code: why.into(),
+                        ja: None,
+                        en: None,
+                    }]
+                } else {
+                    reasons
+                        .iter()
+                        .map(|r| sekisho_audit::Reason {
+                            code: r.code.into(),
+                            ja: Some(r.ja.into()),
+                            en: Some(r.en.into()),
+                        })
+                        .collect()
+                };
+                ((why, reasons.to_vec()), block)
+            },
+        )
     }
 }
 
