@@ -231,12 +231,12 @@ impl H1Conns {
 }
 
 /// A kept HTTP/1.1 connection while its response is read, and whether its request body has
-/// been handed over whole.
+/// been handed over whole (see [`Reclaim`]'s `sent`).
 struct Kept {
     conns: Arc<H1Conns>,
     i: usize,
     conn: Conn,
-    sent: Arc<AtomicBool>,
+    sent: Option<Arc<AtomicBool>>,
 }
 
 /// A response body from an upstream; for a kept HTTP/1.1 connection, the connection goes back
@@ -328,7 +328,7 @@ impl Drop for UpstreamBody {
         if let Some(k) = self.back.take()
             && (self.ended || self.inner.is_end_stream())
         {
-            let sent = k.sent.load(Ordering::Acquire);
+            let sent = k.sent.as_ref().is_none_or(|s| s.load(Ordering::Acquire));
             k.conns.give_back(k.i, k.conn, sent);
         }
     }
@@ -553,11 +553,18 @@ pub struct Reclaim {
     body: Option<Body>,
     hint: SizeHint,
     end: bool,
-    /// Set once the whole body has been handed to the connection (at once for an empty one).
-    sent: Arc<AtomicBool>,
+    /// Set once the whole body has been handed to the connection; `None` for a request
+    /// without a body, which is sent whole with its head (no allocation for the usual GET).
+    sent: Option<Arc<AtomicBool>>,
 }
 
 impl Reclaim {
+    fn mark_sent(&self) {
+        if let Some(s) = &self.sent {
+            s.store(true, Ordering::Release);
+        }
+    }
+
     fn new(slot: Arc<Mutex<Option<Body>>>) -> Reclaim {
         let (hint, end) = match slot.lock().ok().as_ref().and_then(|s| s.as_ref()) {
             Some(b) => (b.size_hint(), b.is_end_stream()),
@@ -568,7 +575,7 @@ impl Reclaim {
             body: None,
             hint,
             end,
-            sent: Arc::new(AtomicBool::new(end)),
+            sent: (!end).then(|| Arc::new(AtomicBool::new(false))),
         }
     }
 }
@@ -586,7 +593,7 @@ impl HttpBody for Reclaim {
             match taken {
                 Some(b) => self.body = Some(b),
                 None => {
-                    self.sent.store(true, Ordering::Release);
+                    self.mark_sent();
                     return Poll::Ready(None);
                 }
             }
@@ -601,7 +608,7 @@ impl HttpBody for Reclaim {
             _ => false,
         };
         if done {
-            self.sent.store(true, Ordering::Release);
+            self.mark_sent();
         }
         frame
     }
