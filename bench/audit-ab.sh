@@ -22,38 +22,12 @@ CASE=${CASE:-device}   # public | session | device
 PAIRS=${PAIRS:-8}
 SECS=${SECS:-8}
 CONNS=${CONNS:-32}
-LOADGEN=$TARGET_DIR/release/sekisho-loadgen
-MINT=$TARGET_DIR/release/sekisho-session-mint
-SEK=127.0.0.1:19443
-for f in "$BIN" "$LOADGEN" "$MINT" "$WORK/sk/sekisho.yaml" "$WORK/sk/noaudit.yaml" "$WORK/up/nginx.conf"; do
-    [ -e "$f" ] || { echo "missing $f (run bench/run.sh with KEEP_WORK=1 first)" >&2; exit 1; }
-done
+# shellcheck source=bench/kept-work.sh
+. "$ROOT/bench/kept-work.sh"
+need_files "$BIN" "$WORK/sk/sekisho.yaml" "$WORK/sk/noaudit.yaml"
 LAST=$(($(nproc) - 1))
 [ "$LAST" -ge 1 ] || { echo "needs 2 CPUs: one for the servers, one for the load generator" >&2; exit 1; }
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-taskset -c 0 nginx -c "$WORK/up/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
-pids+=($!)
-
-wait_port() {
-    for _ in $(seq 300); do
-        (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listening on $1" >&2
-    return 1
-}
-
-args=()
-dev=$(ls "$WORK"/certs/devices/PC-0042-*.pem | head -1)
-case $CASE in
-public) url=https://public.localhost/ ;;
-session) url=https://session.localhost/ ;;
-device) url=https://device.localhost/; args=(--cert "$dev" --key "${dev%.pem}.key") ;;
-*) echo "CASE is public, session or device" >&2; exit 1 ;;
-esac
+start_upstream taskset -c 0
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -64,12 +38,11 @@ one() { # config → "req/s cpu_us_per_request"
     pids+=($sk)
     wait_port "$SEK"
     sleep 0.3
-    local cookie=()
-    [ "$CASE" = public ] || cookie=(-H "Cookie: $("$MINT" "$WORK/cookie.keys" http://127.0.0.1:18080)")
+    load_args
     local c0 c1
     c0=$(cpu_ticks "$sk")
-    taskset -c "$LAST" "$LOADGEN" run --url "$url" --connect "$SEK" --ca "$WORK/certs/server-ca.pem" \
-        "${cookie[@]}" "${args[@]}" -c "$CONNS" -d "$SECS" --warmup 0 \
+    taskset -c "$LAST" "$LOADGEN" run --url "$URL" --connect "$SEK" --ca "$WORK/certs/server-ca.pem" \
+        "${LOAD_ARGS[@]}" -c "$CONNS" -d "$SECS" --warmup 0 \
         --json "$WORK/audit-ab-load.json" >/dev/null
     c1=$(cpu_ticks "$sk")
     kill "$sk"; wait "$sk" 2>/dev/null || true

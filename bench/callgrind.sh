@@ -25,46 +25,19 @@ WARMUP=${WARMUP:-5}             # seconds: TLS handshakes, pools and caches firs
 RATE=${RATE:-100}
 TOP=${TOP:-25}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-LOADGEN=$TARGET_DIR/release/sekisho-loadgen
-MINT=$TARGET_DIR/release/sekisho-session-mint
+# shellcheck source=bench/kept-work.sh
+. "$ROOT/bench/kept-work.sh"
 [ $# -gt 0 ] || set -- "$TARGET_DIR/release/sekisho"
 for tool in valgrind callgrind_control callgrind_annotate; do
     command -v "$tool" >/dev/null || { echo "needs $tool (Debian: valgrind)" >&2; exit 1; }
 done
-for f in "$LOADGEN" "$MINT" "$WORK/sk/$CONFIG.yaml" "$WORK/up/nginx.conf"; do
-    [ -e "$f" ] || { echo "missing $f (run bench/run.sh with KEEP_WORK=1 first)" >&2; exit 1; }
-done
-SEK=127.0.0.1:19443
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-nginx -c "$WORK/up/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
-pids+=($!)
-
-wait_port() {
-    for _ in $(seq 600); do
-        (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-        sleep 0.2
-    done
-    echo "nothing listening on $1" >&2
-    return 1
-}
-
-args=()
-dev=$(ls "$WORK"/certs/devices/PC-0042-*.pem | head -1)
-case $CASE in
-public) url=https://public.localhost/ ;;
-session) url=https://session.localhost/ ;;
-device) url=https://device.localhost/; args=(--cert "$dev" --key "${dev%.pem}.key") ;;
-*) echo "CASE is public, session or device" >&2; exit 1 ;;
-esac
+need_files "$WORK/sk/$CONFIG.yaml"
+start_upstream
 
 load() { # seconds
-    local cookie=()
-    [ "$CASE" = public ] || cookie=(-H "Cookie: $("$MINT" "$WORK/cookie.keys" http://127.0.0.1:18080)")
-    "$LOADGEN" run --url "$url" --connect "$SEK" --ca "$WORK/certs/server-ca.pem" "${cookie[@]}" \
-        "${args[@]}" -c 4 --rate "$RATE" -d "$1" --warmup 0 \
+    load_args
+    "$LOADGEN" run --url "$URL" --connect "$SEK" --ca "$WORK/certs/server-ca.pem" "${LOAD_ARGS[@]}" \
+        -c 4 --rate "$RATE" -d "$1" --warmup 0 \
         --json "$WORK/callgrind-load.json" >/dev/null
     python3 -c "import json; d=json.load(open('$WORK/callgrind-load.json')); print(d['requests_ok'], d['non_2xx'], d['errors'])"
 }
