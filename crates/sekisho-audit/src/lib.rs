@@ -65,6 +65,7 @@ mod error;
 #[doc(hidden)] // test hook, see `AuditConfig::fault_injection`
 pub mod fault;
 pub mod files;
+mod json;
 pub mod query;
 pub mod record;
 pub mod stats;

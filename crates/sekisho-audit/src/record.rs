@@ -90,14 +90,32 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Frozen<T> {
     }
 }
 
+impl<T: Serialize> Frozen<T> {
+    /// The value's JSON, made on first use.
+    fn raw(&self) -> Option<&serde_json::value::RawValue> {
+        self.0
+            .json
+            .get_or_init(|| {
+                serde_json::to_string(&self.0.value)
+                    .ok()
+                    .and_then(|s| serde_json::value::RawValue::from_string(s).ok())
+            })
+            .as_deref()
+    }
+
+    /// Appends the value's JSON to `out` (the hand-written access record, [`crate::json`]).
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        match self.raw() {
+            Some(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            // Writing into a Vec cannot fail.
+            None => drop(serde_json::to_writer(out, &self.0.value)),
+        }
+    }
+}
+
 impl<T: Serialize> Serialize for Frozen<T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let json = self.0.json.get_or_init(|| {
-            serde_json::to_string(&self.0.value)
-                .ok()
-                .and_then(|s| serde_json::value::RawValue::from_string(s).ok())
-        });
-        match json {
+        match self.raw() {
             // serde_json writes a raw value's text as is; any other serializer would not
             // know it, but records are only ever written with serde_json.
             Some(raw) => raw.serialize(serializer),
@@ -170,8 +188,14 @@ impl Body {
         });
         // Serialising our own types cannot fail (no maps with non-string keys); should it
         // ever, the body stays empty and the framed line has no `kind`, which verify reports.
-        if serde_json::to_writer(&mut json, event).is_err() {
-            json.clear();
+        match event {
+            // Nearly every record is this one: written by hand, the same bytes (crate::json).
+            Event::Access(a) => a.write_json(&mut json),
+            _ => {
+                if serde_json::to_writer(&mut json, event).is_err() {
+                    json.clear();
+                }
+            }
         }
         Body { json, outcome }
     }
@@ -250,20 +274,6 @@ impl OutcomeSlot {
     }
 }
 
-/// The outcome fields of [`AccessEvent`], in its order (they are its last fields), for a
-/// folded outcome.
-#[derive(Serialize)]
-struct OutcomeFields<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    upstream: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    upstream_status: Option<u16>,
-    status: u16,
-    bytes_in: u64,
-    bytes_out: u64,
-    duration_us: u64,
-}
-
 /// An access record can take a folded outcome only if it has none of the outcome fields.
 pub(crate) fn can_fold(event: &Event) -> bool {
     matches!(event, Event::Access(a) if a.upstream.is_none()
@@ -288,12 +298,20 @@ pub(crate) fn frame(
     prev: &str,
     body: &Body,
 ) {
-    use std::io::Write as _;
-    // Writing to a Vec cannot fail.
-    let _ = write!(
-        out,
-        "{{\"v\":{SCHEMA_VERSION},\"seq\":{seq},\"time\":\"{time}\",\"instance\":{instance_json},\"prev\":\"{prev}\""
-    );
+    // `time` is what `format_time` made (digits and `-+:.T`) and `prev` a hex digest:
+    // nothing to escape in either; `instance_json` is already JSON.
+    let mut itoa = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"v\":");
+    out.extend_from_slice(itoa.format(SCHEMA_VERSION).as_bytes());
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(itoa.format(seq).as_bytes());
+    out.extend_from_slice(b",\"time\":\"");
+    out.extend_from_slice(time.as_bytes());
+    out.extend_from_slice(b"\",\"instance\":");
+    out.extend_from_slice(instance_json.as_bytes());
+    out.extend_from_slice(b",\"prev\":\"");
+    out.extend_from_slice(prev.as_bytes());
+    out.push(b'"');
     match body.json.split_first() {
         Some((b'{', rest)) if rest.len() > 1 => {
             out.push(b',');
@@ -303,21 +321,15 @@ pub(crate) fn frame(
                     // `rest` without its closing brace, then the outcome's fields with a
                     // comma in place of their opening brace.
                     out.extend_from_slice(&rest[..rest.len() - 1]);
-                    let at = out.len();
-                    let fields = OutcomeFields {
-                        upstream: r.upstream.as_deref(),
-                        upstream_status: r.upstream_status,
-                        status: r.status,
-                        bytes_in: r.bytes_in,
-                        bytes_out: r.bytes_out,
-                        duration_us: r.duration_us,
-                    };
-                    if serde_json::to_writer(&mut *out, &fields).is_ok() {
-                        out[at] = b',';
-                    } else {
-                        out.truncate(at);
-                        out.push(b'}');
-                    }
+                    use crate::json::key;
+                    let mut o = crate::json::Fields::new(out);
+                    o.opt_str(key!("upstream"), r.upstream.as_deref());
+                    o.opt_num(key!("upstream_status"), r.upstream_status.map(u64::from));
+                    o.num(key!("status"), r.status.into());
+                    o.num(key!("bytes_in"), r.bytes_in);
+                    o.num(key!("bytes_out"), r.bytes_out);
+                    o.num(key!("duration_us"), r.duration_us);
+                    o.close();
                 }
             }
         }
@@ -566,7 +578,48 @@ pub struct AccessEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_us: Option<u64>,
     // The outcome fields above must stay the last ones, in this order: the writer splices a
-    // folded outcome (`OutcomeFields`) onto the end of an already serialised record.
+    // folded outcome (`frame`) onto the end of an already serialised record. A field added
+    // here must also be added to `AccessEvent::write_json`.
+}
+
+impl AccessEvent {
+    /// `{"kind":"access",…}` — byte for byte what serde writes for `Event::Access(self)`
+    /// (the test `an_access_record_written_by_hand_is_what_serde_writes` holds this for
+    /// every field), without serde_json's per-byte escaping of names and plain values.
+    /// Fields in the struct's order; when a field is added above, add it here too.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        use crate::json::key;
+        out.extend_from_slice(br#"{"kind":"access""#);
+        let mut o = crate::json::Fields::new(out);
+        o.str(key!("request_id"), &self.request_id);
+        o.str(key!("zone"), &self.zone);
+        o.str(key!("listener"), &self.listener);
+        o.opt_str(key!("route"), self.route.as_deref());
+        o.str(key!("method"), &self.method);
+        o.str(key!("host"), &self.host);
+        o.str(key!("path"), &self.path);
+        o.opt_str(key!("query"), self.query.as_deref());
+        o.str(key!("client_ip"), &self.client_ip);
+        if let Some(user) = &self.user {
+            o.with(key!("user"), |out| user.write_json(out));
+        }
+        if let Some(device) = &self.device {
+            o.with(key!("device"), |out| device.write_json(out));
+        }
+        o.str(key!("decision"), self.decision.as_str());
+        o.opt_str(key!("rule"), self.rule.as_deref());
+        if !no_reasons(&self.reasons) {
+            o.with(key!("reasons"), |out| self.reasons.write_json(out));
+        }
+        o.str(key!("policy_version"), &self.policy_version);
+        o.opt_str(key!("upstream"), self.upstream.as_deref());
+        o.opt_num(key!("upstream_status"), self.upstream_status.map(u64::from));
+        o.opt_num(key!("status"), self.status.map(u64::from));
+        o.opt_num(key!("bytes_in"), self.bytes_in);
+        o.opt_num(key!("bytes_out"), self.bytes_out);
+        o.opt_num(key!("duration_us"), self.duration_us);
+        o.close();
+    }
 }
 
 fn no_reasons(r: &Frozen<Vec<Reason>>) -> bool {
@@ -774,6 +827,7 @@ pub struct RecoveredEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// A frozen part is written exactly as its value would be, inside a record too, and
     /// reads back as the same value.
@@ -1001,6 +1055,121 @@ mod tests {
             ..result
         };
         assert_eq!(slot.offer(failed.clone()), Err(failed));
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9./:_-]{0,24}",
+            any::<String>(),
+            "[\"\\\\\u{0}-\u{1f}\u{7f}あ-ん a-z]{0,12}",
+        ]
+    }
+
+    prop_compose! {
+        fn access_event()(
+            (request_id, zone, listener, route, method, host, path, query, client_ip) in (
+                text(), text(), text(), proptest::option::of(text()), text(), text(), text(),
+                proptest::option::of(text()), text(),
+            ),
+            (with_user, with_device, allow, rule, reasons, policy_version) in (
+                any::<bool>(), any::<bool>(), any::<bool>(), proptest::option::of(text()),
+                0usize..3, text(),
+            ),
+            (upstream, upstream_status, status, bytes_in, bytes_out, duration_us) in (
+                proptest::option::of(text()), proptest::option::of(any::<u16>()),
+                proptest::option::of(any::<u16>()), proptest::option::of(any::<u64>()),
+                proptest::option::of(any::<u64>()), proptest::option::of(any::<u64>()),
+            ),
+        ) -> AccessEvent {
+            AccessEvent {
+                request_id, zone, listener, route, method: method.into(), host, path, query,
+                client_ip,
+                user: with_user.then(|| UserInfo {
+                    sub: "u-\"1\"\n".into(),
+                    email: Some("山田@city.example.lg.jp".into()),
+                    groups: vec!["財務課".into()],
+                    ..Default::default()
+                }.into()),
+                device: with_device.then(|| DeviceInfo {
+                    id: "PC-0042".into(),
+                    fingerprint: Some("ab".repeat(32)),
+                    posture: vec![PostureFact {
+                        name: "managed".into(),
+                        value: "true".into(),
+                        source: None,
+                        age_secs: Some(42),
+                    }],
+                }.into()),
+                decision: if allow { Decision::Allow } else { Decision::Deny },
+                rule,
+                reasons: (0..reasons).map(|i| Reason {
+                    code: format!("policy.r{i}").into(),
+                    ja: Some("許可\t".into()),
+                    en: None,
+                }).collect::<Vec<_>>().into(),
+                policy_version, upstream, upstream_status, status, bytes_in, bytes_out,
+                duration_us,
+            }
+        }
+    }
+
+    proptest! {
+        /// The access record is written by hand (`AccessEvent::write_json`) and its outcome
+        /// folded in by hand (`frame`); readers and `verify` read what serde writes. For any
+        /// record, with any text in any field, the bytes must be the same.
+        #[test]
+        fn an_access_record_written_by_hand_is_what_serde_writes(
+            access in access_event(),
+            outcome in proptest::option::of((
+                proptest::option::of(text()), proptest::option::of(any::<u16>()), any::<u16>(),
+                any::<u64>(), any::<u64>(), any::<u64>(),
+            )),
+            seq in any::<u64>(),
+        ) {
+            let event = Event::Access(Box::new(access.clone()));
+            prop_assert_eq!(
+                String::from_utf8(Body::of(&event).json.clone()).unwrap(),
+                serde_json::to_string(&event).unwrap()
+            );
+            let slot = Arc::new(OutcomeSlot::default());
+            let body = Body::with_outcome(&event, Some(slot.clone()));
+            let mut want = access;
+            if let Some((upstream, upstream_status, status, bytes_in, bytes_out, duration_us)) = outcome
+                && can_fold(&event)
+            {
+                let result = AccessResultEvent {
+                    request_id: want.request_id.clone(),
+                    upstream: upstream.clone(),
+                    upstream_status,
+                    status,
+                    bytes_in,
+                    bytes_out,
+                    duration_us,
+                    error: None,
+                };
+                prop_assert!(slot.offer(result).is_ok());
+                want.upstream = upstream;
+                want.upstream_status = upstream_status;
+                want.status = Some(status);
+                want.bytes_in = Some(bytes_in);
+                want.bytes_out = Some(bytes_out);
+                want.duration_us = Some(duration_us);
+            }
+            let mut framed = Vec::new();
+            frame(&mut framed, seq, "2026-11-23T09:15:02.123+09:00", "\"gw \\\"1\\\"\"", GENESIS_PREV, &body);
+            let record = Record {
+                v: SCHEMA_VERSION,
+                seq,
+                time: "2026-11-23T09:15:02.123+09:00".into(),
+                instance: "gw \"1\"".into(),
+                prev: GENESIS_PREV.into(),
+                event: Event::Access(Box::new(want)),
+            };
+            prop_assert_eq!(
+                String::from_utf8(framed).unwrap(),
+                serde_json::to_string(&record).unwrap()
+            );
+        }
     }
 
     #[test]
