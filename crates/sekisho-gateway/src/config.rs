@@ -179,6 +179,8 @@ pub struct Route {
     pub timeouts: Timeouts,
     /// Strip the route's path prefix before forwarding (`/app/x` → `/x`).
     pub strip_prefix: bool,
+    /// The route's metric series, resolved on first use (not configuration).
+    pub series: crate::metrics::RouteSeries,
 }
 
 #[derive(Clone, Debug)]
@@ -1301,6 +1303,7 @@ fn decode_route(
         client_certificate: client_certificate?,
         timeouts: timeouts?,
         strip_prefix: strip_prefix?,
+        series: Default::default(),
     })
 }
 

@@ -20,9 +20,7 @@ use hyper::body::Incoming;
 use crate::canon;
 use crate::config::{Access, Route, RouteKind};
 use crate::host::canonical_host;
-use crate::metrics::{
-    Metrics, RejectLabels, RequestLabels, RouteLabels, UpstreamErrorLabels, status_class,
-};
+use crate::metrics::{Metrics, RejectLabels, UpstreamErrorLabels};
 use crate::proxy::{ForwardError, IdleTimeout};
 use crate::respond::{self, Body, Refusal};
 use crate::snapshot::Snapshot;
@@ -1102,26 +1100,18 @@ fn finish(
     why: &'static str,
 ) {
     let (route_name, zone) = match route {
-        Some(r) => (r.name.clone(), r.zone.clone()),
-        None => ("none".to_owned(), conn.zone.clone()),
+        Some(r) => (r.name.as_str(), r.zone.as_str()),
+        None => ("none", conn.zone.as_str()),
     };
     let elapsed = start.elapsed();
-    gw.metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: route_name.clone(),
-            zone: zone.clone(),
-            status_class: status_class(status),
-            decision: decision.label(),
-        })
-        .inc();
-    gw.metrics
-        .request_duration
-        .get_or_create(&RouteLabels {
-            route: route_name.clone(),
-            zone: zone.clone(),
-        })
-        .observe(elapsed.as_secs_f64());
+    gw.metrics.count_request(
+        route.map(|r| &r.series),
+        route_name,
+        zone,
+        status,
+        decision == Decision::Allow,
+        elapsed.as_secs_f64(),
+    );
     tracing::info!(
         target: "sekisho::access",
         request_id = %rid,
@@ -1359,14 +1349,12 @@ async fn forward(
 
     let started = Instant::now();
     let result = pool.forward(up).await;
-    let labels = RouteLabels {
-        route: route.name.clone(),
-        zone: route.zone.clone(),
-    };
-    gw.metrics
-        .upstream_duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    gw.metrics.observe_upstream(
+        &route.series,
+        &route.name,
+        &route.zone,
+        started.elapsed().as_secs_f64(),
+    );
     let (mut resp, answered) = match result {
         Ok(r) => r,
         Err(e) => {
