@@ -122,29 +122,41 @@ pub fn strip_identity_headers(headers: &mut HeaderMap, configured: &[&str]) -> u
 /// (RFC 6265), but browsers and servers disagree on odd forms, so the prefix match here is
 /// case-insensitive: stripping too much of our own namespace is the safe side.
 pub fn strip_sekisho_cookies(headers: &mut HeaderMap, cookie_name: &str) {
-    let ours = |pair: &str| {
-        let name = pair.split('=').next().unwrap_or("").trim().as_bytes();
-        name.len() >= cookie_name.len()
-            && name[..cookie_name.len()].eq_ignore_ascii_case(cookie_name.as_bytes())
+    let prefix = cookie_name.as_bytes();
+    let ours = |pair: &[u8]| {
+        let name = pair
+            .split(|&b| b == b'=')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
     };
+    // A header value holds visible ASCII, tabs and bytes from 0x80 up (`HeaderValue`); one
+    // with any of the latter is not text we can split safely, so it goes whole. The rest is
+    // read as bytes: checking it as a `str` first cost two passes over a long session cookie
+    // per request.
+    let readable = |v: &HeaderValue| v.as_bytes().is_ascii();
     // Most requests carry none of ours, or nothing else: look before building anything.
     let touched = headers
         .get_all(COOKIE)
         .iter()
-        .any(|v| v.to_str().map_or(true, |s| pairs_of(s).any(ours)));
+        .any(|v| !readable(v) || pairs_of(v.as_bytes()).any(ours));
     if !touched {
         return;
     }
-    let mut kept: Vec<&str> = Vec::new();
-    for value in headers.get_all(COOKIE) {
-        // A non-UTF-8 cookie header cannot be filtered safely: it goes whole.
-        if let Ok(s) = value.to_str() {
-            kept.extend(pairs_of(s).filter(|p| !ours(p)));
+    let mut kept: Vec<u8> = Vec::new();
+    for value in headers.get_all(COOKIE).iter().filter(|v| readable(v)) {
+        for pair in pairs_of(value.as_bytes()).filter(|p| !ours(p)) {
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(pair);
         }
     }
-    let joined = (!kept.is_empty()).then(|| kept.join("; "));
     headers.remove(COOKIE);
-    if let Some(v) = joined.and_then(|j| HeaderValue::from_str(&j).ok()) {
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_bytes(&kept)
+    {
         headers.insert(COOKIE, v);
     }
 }
@@ -183,8 +195,10 @@ pub fn strip_sekisho_set_cookies(headers: &mut HeaderMap, cookie_name: &str) -> 
 }
 
 /// The `name=value` pairs of one `Cookie` header, trimmed, empty ones skipped.
-fn pairs_of(s: &str) -> impl Iterator<Item = &str> {
-    s.split(';').map(str::trim).filter(|p| !p.is_empty())
+fn pairs_of(s: &[u8]) -> impl Iterator<Item = &[u8]> {
+    s.split(|&b| b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty())
 }
 
 /// Sets the gateway's own identity headers (user, email, groups) after stripping. Values that
@@ -771,6 +785,21 @@ mod tests {
         untouched.append(COOKIE, HeaderValue::from_static("a=1;b=2"));
         strip_sekisho_cookies(&mut untouched, "__Host-sekisho");
         assert_eq!(untouched.get(COOKIE).unwrap(), "a=1;b=2");
+
+        // A value with bytes from 0x80 up cannot be split as text: it goes whole, ours in
+        // it or not; the readable header beside it is still filtered pair by pair.
+        let mut odd = HeaderMap::new();
+        odd.append(
+            COOKIE,
+            HeaderValue::from_bytes(b"x=\xe6\x9d\xb1; __Host-sekisho=s").unwrap(),
+        );
+        odd.append(
+            COOKIE,
+            HeaderValue::from_static("\t__Host-sekisho.1 =t ;c=3"),
+        );
+        strip_sekisho_cookies(&mut odd, "__Host-sekisho");
+        let all: Vec<_> = odd.get_all(COOKIE).iter().collect();
+        assert_eq!(all, vec![HeaderValue::from_static("c=3")]);
     }
 
     #[test]
