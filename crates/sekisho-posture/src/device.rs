@@ -8,8 +8,8 @@ use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 
 use crate::assertion::{AssertionConfig, AssertionConfigError, AssertionError, AssertionVerifier};
-use crate::inventory::{InventoryError, InventoryStore};
-use crate::posture::{Posture, PostureConfig, merge_posture};
+use crate::inventory::{Inventory, InventoryError, InventoryStore};
+use crate::posture::{Posture, PostureConfig, merge_changes_at, merge_posture};
 use crate::trust::{DeviceTrust, DeviceTrustConfig, TrustLoadError};
 use crate::{DeviceCertError, VerifiedDevice};
 
@@ -75,6 +75,20 @@ pub struct DeviceView {
     pub posture: Posture,
     /// Set when an assertion was sent but refused (the posture then ignores it).
     pub assertion_error: Option<AssertionError>,
+    /// What the posture was merged from, when no assertion was sent: lets a connection
+    /// reuse it while [`DevicePosture::unchanged`] says merging again would give the same.
+    pub stamp: Option<PostureStamp>,
+}
+
+/// The inputs of one merged posture that can change under it: the inventory snapshot it
+/// read and the instants between which the merge gives the same result
+/// ([`crate::posture::merge_changes_at`]). The device itself is the connection's and its
+/// certificate is checked on every request regardless.
+#[derive(Debug, Clone)]
+pub struct PostureStamp {
+    inventory: Arc<Inventory>,
+    from: Timestamp,
+    until: Option<Timestamp>,
 }
 
 /// Device trust + inventory + assertion verifier, shared by all connections.
@@ -141,7 +155,9 @@ impl DevicePosture {
             return DeviceOutcome::NoCertificate;
         };
         match self.trust.check(chain, now) {
-            Ok(device) => self.with_posture(device, assertion, now),
+            Ok(device) => {
+                DeviceOutcome::Verified(Box::new(self.with_posture(device, assertion, now)))
+            }
             Err(e) => DeviceOutcome::Rejected(e),
         }
     }
@@ -160,17 +176,40 @@ impl DevicePosture {
             return DeviceOutcome::NoCertificate;
         };
         match self.trust.check_memo(chain, previous, now) {
-            Ok(device) => self.with_posture(device, assertion, now),
+            Ok(device) => {
+                DeviceOutcome::Verified(Box::new(self.with_posture(device, assertion, now)))
+            }
             Err(e) => DeviceOutcome::Rejected(e),
         }
     }
 
-    fn with_posture(
+    /// The certificate step of [`evaluate_memo`](Self::evaluate_memo) alone, for a caller
+    /// that may then reuse a posture it merged earlier ([`Self::unchanged`]).
+    pub fn check_device(
+        &self,
+        chain: &[CertificateDer<'_>],
+        previous: Option<&VerifiedDevice>,
+        now: Timestamp,
+    ) -> Result<VerifiedDevice, DeviceCertError> {
+        self.trust.check_memo(chain, previous, now)
+    }
+
+    /// Whether merging the same device's posture at `now`, with no assertion, gives exactly
+    /// what was merged under `stamp`: the inventory is the snapshot it read and `now` lies
+    /// between the merge and the next instant at which a fact's freshness changes.
+    pub fn unchanged(&self, stamp: &PostureStamp, now: Timestamp) -> bool {
+        self.inventory.is_current(&stamp.inventory)
+            && now >= stamp.from
+            && stamp.until.is_none_or(|until| now < until)
+    }
+
+    /// The posture step of [`evaluate_memo`](Self::evaluate_memo): merge `device`'s posture.
+    pub fn with_posture(
         &self,
         device: VerifiedDevice,
         assertion: Option<&str>,
         now: Timestamp,
-    ) -> DeviceOutcome {
+    ) -> DeviceView {
         let (verified, assertion_error) = match (assertion, &self.assertions) {
             (Some(token), Some(v)) => match v.verify(token, &device, now) {
                 Ok(a) => (Some(a), None),
@@ -186,11 +225,23 @@ impl DevicePosture {
             &self.config,
             now,
         );
-        DeviceOutcome::Verified(Box::new(DeviceView {
+        let stamp = assertion.is_none().then(|| PostureStamp {
+            until: merge_changes_at(
+                device.id(),
+                inventory.get(device.id()),
+                None,
+                &self.config,
+                now,
+            ),
+            inventory,
+            from: now,
+        });
+        DeviceView {
             device,
             posture,
             assertion_error,
-        }))
+            stamp,
+        }
     }
 
     /// Files a watcher should watch.

@@ -531,6 +531,11 @@ impl InventoryStore {
         self.current.load_full()
     }
 
+    /// Whether `inventory` is the one in force (no reload since it was read).
+    pub fn is_current(&self, inventory: &Arc<Inventory>) -> bool {
+        Arc::ptr_eq(&self.current.load(), inventory)
+    }
+
     pub fn watched_files(&self) -> Vec<PathBuf> {
         self.files.load().as_ref().clone()
     }

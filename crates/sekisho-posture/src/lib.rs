@@ -41,7 +41,7 @@ pub mod testkit;
 pub mod trust;
 pub mod watch;
 
-pub use device::{DeviceOutcome, DevicePosture, DeviceView, DevicesConfig};
+pub use device::{DeviceOutcome, DevicePosture, DeviceView, DevicesConfig, PostureStamp};
 pub use error::DeviceCertError;
 pub use identity::{DeviceIdSource, VerifiedDevice};
 pub use posture::{Fact, FactSource, Posture, PostureConfig};

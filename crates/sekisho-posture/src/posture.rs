@@ -313,3 +313,158 @@ pub fn merge_posture(
         },
     }
 }
+
+/// The first instant after `now` at which [`merge_posture`] may give another result for the
+/// same inputs; `None` when no later instant changes it.
+///
+/// Only [`Observation::judge`] looks at the time: a fact turns from "from the future" to
+/// known at `observed_at − clock_skew`, and from known to stale just after
+/// `observed_at + max_age`. So a posture merged at `now` stays exactly the same for every
+/// instant in `[now, the returned instant)` — what lets a connection reuse it
+/// ([`crate::DevicePosture::unchanged`]).
+pub fn merge_changes_at(
+    device_id: &str,
+    inventory: Option<&InventoryRecord>,
+    assertion: Option<&VerifiedAssertion>,
+    config: &PostureConfig,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let observations = [
+        inventory
+            .and_then(|r| r.last_check_in)
+            .map(|at| (at, config.inventory_max_age)),
+        assertion
+            .filter(|a| a.device_id == device_id)
+            .map(|a| (a.observed_at, config.assertion_max_age)),
+    ];
+    observations
+        .into_iter()
+        .flatten()
+        .flat_map(|(at, max_age)| {
+            // Saturating: an instant beyond jiff's range is never reached.
+            [
+                at.checked_sub(config.clock_skew).ok(),
+                at.checked_add(max_age).ok(),
+            ]
+        })
+        .flatten()
+        // At `at + max_age` itself the fact is still fresh, so a boundary equal to `now` is
+        // not yet passed: `>=` keeps it and `now < until` then merges again (safe side).
+        .filter(|&b| b >= now)
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assertion::AssertedPosture;
+    use proptest::prelude::*;
+
+    fn record(last_check_in: Option<Timestamp>) -> InventoryRecord {
+        InventoryRecord {
+            device_id: "PC-1".into(),
+            managed: Some(true),
+            ownership: Some(Ownership::Corporate),
+            owner: None,
+            os: Some("Windows".into()),
+            os_version: None,
+            disk_encryption: Some(true),
+            screen_lock: None,
+            firewall: None,
+            antivirus: None,
+            edr: None,
+            compliant: Some(true),
+            last_check_in,
+            tags: vec![],
+            origin: "inventory.yaml:1".into(),
+        }
+    }
+
+    fn assertion(observed_at: Timestamp) -> VerifiedAssertion {
+        VerifiedAssertion {
+            issuer: None,
+            device_id: "PC-1".into(),
+            issued_at: observed_at,
+            observed_at,
+            posture: AssertedPosture {
+                os: Some("Windows".into()),
+                compliant: Some(false),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    /// The two instants at which an inventory fact changes: it stops being "from the future"
+    /// at `last_check_in − clock_skew`, and turns stale just after `last_check_in + max_age`.
+    #[test]
+    fn a_merge_changes_where_a_fact_turns_known_or_stale() {
+        let config = PostureConfig::default();
+        let merge = |r: &InventoryRecord, at| merge_posture("PC-1", Some(r), None, &config, at);
+
+        let seen = now() - SignedDuration::from_hours(1);
+        let r = record(Some(seen));
+        let until = merge_changes_at("PC-1", Some(&r), None, &config, now()).unwrap();
+        assert_eq!(until, seen + config.inventory_max_age);
+        assert!(merge(&r, until).managed.is_known());
+        assert!(
+            !merge(&r, until + SignedDuration::from_nanos(1))
+                .managed
+                .is_known()
+        );
+
+        let ahead = now() + SignedDuration::from_mins(10);
+        let r = record(Some(ahead));
+        let until = merge_changes_at("PC-1", Some(&r), None, &config, now()).unwrap();
+        assert_eq!(until, ahead - config.clock_skew);
+        assert!(
+            !merge(&r, until - SignedDuration::from_nanos(1))
+                .managed
+                .is_known()
+        );
+        assert!(merge(&r, until).managed.is_known());
+
+        // Stale for good, or nothing dated: no later instant changes anything.
+        let old = record(Some(now() - SignedDuration::from_hours(100)));
+        assert_eq!(
+            merge_changes_at("PC-1", Some(&old), None, &config, now()),
+            None
+        );
+        assert_eq!(
+            merge_changes_at("PC-1", Some(&record(None)), None, &config, now()),
+            None
+        );
+        assert_eq!(merge_changes_at("PC-1", None, None, &config, now()), None);
+    }
+
+    proptest! {
+        /// Whatever the inventory and assertion say and however old they are, merging again
+        /// at any instant before the one `merge_changes_at` names gives the same posture: what
+        /// lets a connection reuse it.
+        #[test]
+        fn a_merge_stays_the_same_until_the_instant_named(
+            check_in in proptest::option::of(-400_000i64..400_000),
+            asserted in proptest::option::of(-4_000i64..4_000),
+            with_inventory in any::<bool>(),
+            later in 0i64..1_000_000,
+        ) {
+            let config = PostureConfig::default();
+            let rec = with_inventory
+                .then(|| record(check_in.map(|s| now() + SignedDuration::from_secs(s))));
+            let asr = asserted.map(|s| assertion(now() + SignedDuration::from_secs(s)));
+            let merge = |at| merge_posture("PC-1", rec.as_ref(), asr.as_ref(), &config, at);
+            let first = merge(now());
+            let until = merge_changes_at("PC-1", rec.as_ref(), asr.as_ref(), &config, now());
+            let t = now() + SignedDuration::from_secs(later);
+            if until.is_none_or(|u| t < u) {
+                prop_assert_eq!(merge(t), first.clone());
+            }
+            if let Some(u) = until.filter(|&u| u > now()) {
+                prop_assert_eq!(merge(u - SignedDuration::from_nanos(1)), first);
+            }
+        }
+    }
+}
