@@ -242,8 +242,8 @@ pub(crate) fn all_cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&st
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(';'))
+        .filter_map(crate::upstream::cookie_text)
+        .flat_map(crate::upstream::cookie_parts)
         .filter_map(|pair| pair.trim().split_once('='))
         .map(|(name, value)| (name.trim(), value.trim().trim_matches('"')))
 }
