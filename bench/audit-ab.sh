@@ -8,7 +8,10 @@
 #   KEEP_WORK=1 SKIP_INSTALL=1 TARGETS=sekisho-device CONNS=32 PROTOS=h1 DURATION=2 bench/run.sh
 #   bench/audit-ab.sh /tmp/sekisho-bench.XXXXXX              # 8 pairs, (d) h1/32, 8 s each
 #   PAIRS=12 SECS=5 CASE=public bench/audit-ab.sh WORK [BIN]
+#   VS=/tmp/sekisho-old CONFIG=noaudit bench/audit-ab.sh WORK BIN  # two builds, same config
 #
+# With VS set, each pair is the build VS against BIN, both with CONFIG (noaudit, sekisho or
+# strict; default noaudit): the change a commit made, in requests/s, on this noisy host.
 # Pinning as in bench/run.sh on 2 CPUs: the upstream nginx and the gateway on CPU 0, the load
 # generator on CPU 1. Printed per run: requests/s and the gateway process's CPU time per
 # request (user + system, all its threads, from /proc); per pair: the change with the trail.
@@ -31,9 +34,9 @@ start_upstream taskset -c 0
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-one() { # config → "req/s cpu_us_per_request"
-    rm -rf "$WORK/sk/audit-batched"
-    taskset -c 0 "$BIN" serve --config "$WORK/sk/$1.yaml" >"$WORK/audit-ab.$1.log" 2>&1 &
+one() { # config [binary] → "req/s cpu_us_per_request"
+    rm -rf "$WORK/sk/audit-batched" "$WORK/sk/audit-strict"
+    taskset -c 0 "${2:-$BIN}" serve --config "$WORK/sk/$1.yaml" >"$WORK/audit-ab.$1.log" 2>&1 &
     local sk=$!
     pids+=($sk)
     wait_port "$SEK"
@@ -56,26 +59,38 @@ print(f"{d['rps']:.0f} {ticks / hz / ok * 1e6:.1f}")
 PY
 }
 
-echo "== $BIN, case $CASE, h1/$CONNS, $SECS s per run, $PAIRS pairs (order alternating)"
+if [ -n "${VS:-}" ]; then
+    need_files "$VS"
+    CONFIG=${CONFIG:-noaudit}
+    A=(one "$CONFIG" "$VS")
+    B=(one "$CONFIG" "$BIN")
+    echo "== $BIN against $VS ($CONFIG), case $CASE, h1/$CONNS, $SECS s per run, $PAIRS pairs (order alternating)"
+    what="with $BIN"; before=before; after=after
+else
+    A=(one noaudit)
+    B=(one sekisho)
+    echo "== $BIN, case $CASE, h1/$CONNS, $SECS s per run, $PAIRS pairs (order alternating)"
+    what="with the trail"; before=without; after=with
+fi
 changes=()
 for i in $(seq "$PAIRS"); do
-    # Odd pairs run without the trail first, even pairs with it first, so that whatever the
-    # second run of a pair inherits (page cache, the upstream's state, a neighbour's load)
-    # falls on both sides equally.
+    # Odd pairs run A (without the trail, or the old build) first, even pairs B first, so
+    # that whatever the second run of a pair inherits (page cache, the upstream's state, a
+    # neighbour's load) falls on both sides equally.
     if [ $((i % 2)) = 1 ]; then
-        read -r off_rps off_cpu < <(one noaudit)
-        read -r on_rps on_cpu < <(one sekisho)
+        read -r off_rps off_cpu < <("${A[@]}")
+        read -r on_rps on_cpu < <("${B[@]}")
     else
-        read -r on_rps on_cpu < <(one sekisho)
-        read -r off_rps off_cpu < <(one noaudit)
+        read -r on_rps on_cpu < <("${B[@]}")
+        read -r off_rps off_cpu < <("${A[@]}")
     fi
     change=$(python3 -c "print(f'{($on_rps / $off_rps - 1) * 100:+.1f}')")
     changes+=("$change")
-    printf '   pair %2d: without %6s req/s (%5s µs CPU/req), with %6s req/s (%5s µs CPU/req): %s %%\n' \
-        "$i" "$off_rps" "$off_cpu" "$on_rps" "$on_cpu" "$change"
+    printf '   pair %2d: %s %6s req/s (%5s µs CPU/req), %s %6s req/s (%5s µs CPU/req): %s %%\n' \
+        "$i" "$before" "$off_rps" "$off_cpu" "$after" "$on_rps" "$on_cpu" "$change"
 done
 python3 -c "
 import statistics, sys
 c = sorted(float(x) for x in sys.argv[1:])
-print(f'   median change with the trail: {statistics.median(c):+.1f} % (range {c[0]:+.1f} to {c[-1]:+.1f} %)')
+print(f'   median change $what: {statistics.median(c):+.1f} % (range {c[0]:+.1f} to {c[-1]:+.1f} %)')
 " "${changes[@]}"
