@@ -315,22 +315,9 @@ mod tests {
     fn route_series_count_in_their_own_registry() {
         let m = Metrics::new();
         let series = RouteSeries::default();
-        m.count_request(
-            Some(&series),
-            "portal",
-            "lgwan",
-            StatusCode::OK,
-            true,
-            0.001,
-        );
-        m.count_request(
-            Some(&series),
-            "portal",
-            "lgwan",
-            StatusCode::OK,
-            true,
-            0.002,
-        );
+        for secs in [0.001, 0.002] {
+            m.count_request(Some(&series), "portal", "lgwan", StatusCode::OK, true, secs);
+        }
         m.observe_upstream(&series, "portal", "lgwan", 0.001);
         let text = m.encode();
         let allow = r#"sekisho_requests_total{route="portal",zone="lgwan",status_class="2xx",decision="allow"}"#;
