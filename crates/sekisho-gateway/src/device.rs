@@ -89,7 +89,7 @@ pub fn evaluate(
         .as_ref()
         .filter(|m| m.generation == generation)
         .map(|m| m.device.clone());
-    let device = match posture.check_device(chain, previous.as_ref(), now) {
+    let device = match posture.trust().check_memo(chain, previous.as_ref(), now) {
         Ok(device) => device,
         Err(err) => {
             *conn.memo.lock().unwrap_or_else(|p| p.into_inner()) = None;

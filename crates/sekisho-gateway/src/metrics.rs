@@ -225,75 +225,71 @@ impl Metrics {
         allowed: bool,
         secs: f64,
     ) {
-        let class = status_class(status);
+        let class = class_index(status);
         let decision = if allowed { "allow" } else { "deny" };
-        let labels = || RouteLabels {
+        let requests = || RequestLabels {
             route: route.to_owned(),
             zone: zone.to_owned(),
+            status_class: STATUS_CLASSES[class],
+            decision,
         };
         match series.and_then(|s| self.handles(s)) {
             Some(h) => {
-                let idx = usize::from(class.as_bytes()[0] - b'1').min(4);
-                h.requests[usize::from(!allowed)][idx]
-                    .get_or_init(|| {
-                        self.requests
-                            .get_or_create_owned(&request_labels(route, zone, class, decision))
-                    })
+                h.requests[usize::from(!allowed)][class]
+                    .get_or_init(|| self.requests.get_or_create_owned(&requests()))
                     .inc();
                 h.request_duration
-                    .get_or_init(|| self.request_duration.get_or_create_owned(&labels()))
+                    .get_or_init(|| {
+                        self.request_duration
+                            .get_or_create_owned(&route_labels(route, zone))
+                    })
                     .observe(secs);
             }
             None => {
-                self.requests
-                    .get_or_create(&request_labels(route, zone, class, decision))
-                    .inc();
-                self.request_duration.get_or_create(&labels()).observe(secs);
+                self.requests.get_or_create(&requests()).inc();
+                self.request_duration
+                    .get_or_create(&route_labels(route, zone))
+                    .observe(secs);
             }
         }
     }
 
     /// Observes how long the upstream took to answer (seconds).
     pub fn observe_upstream(&self, series: &RouteSeries, route: &str, zone: &str, secs: f64) {
-        let labels = || RouteLabels {
-            route: route.to_owned(),
-            zone: zone.to_owned(),
-        };
         match self.handles(series) {
             Some(h) => h
                 .upstream_duration
-                .get_or_init(|| self.upstream_duration.get_or_create_owned(&labels()))
+                .get_or_init(|| {
+                    self.upstream_duration
+                        .get_or_create_owned(&route_labels(route, zone))
+                })
                 .observe(secs),
             None => self
                 .upstream_duration
-                .get_or_create(&labels())
+                .get_or_create(&route_labels(route, zone))
                 .observe(secs),
         }
     }
 }
 
-fn request_labels(
-    route: &str,
-    zone: &str,
-    status_class: &'static str,
-    decision: &'static str,
-) -> RequestLabels {
-    RequestLabels {
+fn route_labels(route: &str, zone: &str) -> RouteLabels {
+    RouteLabels {
         route: route.to_owned(),
         zone: zone.to_owned(),
-        status_class,
-        decision,
     }
 }
 
-/// `2xx`, `4xx` … for the `status_class` label.
-pub fn status_class(status: http::StatusCode) -> &'static str {
+/// The `status_class` label's values.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Index into [`STATUS_CLASSES`]: anything from 500 up counts as `5xx`.
+fn class_index(status: http::StatusCode) -> usize {
     match status.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 

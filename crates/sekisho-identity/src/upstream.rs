@@ -127,26 +127,21 @@ pub fn strip_sekisho_cookies(headers: &mut HeaderMap, cookie_name: &str) {
         name.len() >= cookie_name.len()
             && name[..cookie_name.len()].eq_ignore_ascii_case(cookie_name.as_bytes())
     };
-    // One pass: the pairs to keep, and whether anything is to go. Most requests carry none
-    // of ours, or nothing else, and then nothing is built.
-    let mut kept: Vec<&str> = Vec::new();
-    let mut touched = false;
-    for value in headers.get_all(COOKIE) {
-        // A value that is not text cannot be filtered safely: it goes whole.
-        let Some(s) = cookie_text(value) else {
-            touched = true;
-            continue;
-        };
-        for pair in pairs_of(s) {
-            if ours(pair) {
-                touched = true;
-            } else {
-                kept.push(pair);
-            }
-        }
-    }
+    // Most requests carry none of ours (nothing to do, nothing built) or nothing else: look
+    // before building anything. Both passes split with memchr, so the second costs little.
+    let touched = headers
+        .get_all(COOKIE)
+        .iter()
+        .any(|v| cookie_text(v).is_none_or(|s| pairs_of(s).any(ours)));
     if !touched {
         return;
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        // A value that is not text cannot be filtered safely: it goes whole.
+        if let Some(s) = cookie_text(value) {
+            kept.extend(pairs_of(s).filter(|p| !ours(p)));
+        }
     }
     let joined = (!kept.is_empty()).then(|| kept.join("; "));
     headers.remove(COOKIE);

@@ -164,7 +164,9 @@ impl DevicePosture {
 
     /// Like [`evaluate`](Self::evaluate), reusing the device verified on an earlier request of
     /// the same connection while the trust snapshot is unchanged (see
-    /// [`DeviceTrust::check_memo`]). Posture is always merged afresh.
+    /// [`DeviceTrust::check_memo`]). Posture is always merged afresh; a caller that keeps
+    /// what it made from the posture calls the two steps itself (`trust().check_memo`, then
+    /// [`Self::with_posture`] unless [`Self::unchanged`] says the last merge still holds).
     pub fn evaluate_memo(
         &self,
         peer_certificates: Option<&[CertificateDer<'_>]>,
@@ -181,17 +183,6 @@ impl DevicePosture {
             }
             Err(e) => DeviceOutcome::Rejected(e),
         }
-    }
-
-    /// The certificate step of [`evaluate_memo`](Self::evaluate_memo) alone, for a caller
-    /// that may then reuse a posture it merged earlier ([`Self::unchanged`]).
-    pub fn check_device(
-        &self,
-        chain: &[CertificateDer<'_>],
-        previous: Option<&VerifiedDevice>,
-        now: Timestamp,
-    ) -> Result<VerifiedDevice, DeviceCertError> {
-        self.trust.check_memo(chain, previous, now)
     }
 
     /// Whether merging the same device's posture at `now`, with no assertion, gives exactly

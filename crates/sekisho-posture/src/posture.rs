@@ -188,6 +188,43 @@ impl Observation {
             }
         }
     }
+
+    /// The instants at which [`Observation::judge`]'s answer changes: the fact stops being
+    /// "from the future" at `at − skew` and turns stale just after `at + max_age`. (`None`
+    /// for an instant beyond jiff's range, which is never reached.)
+    fn boundaries(&self, skew: SignedDuration) -> [Option<Timestamp>; 2] {
+        [
+            self.at.checked_sub(skew).ok(),
+            self.at.checked_add(self.max_age).ok(),
+        ]
+    }
+}
+
+/// The observations a merge judges facts by: the inventory's (each of its facts is as old as
+/// the device's last check-in, or has no age without one) and the assertion's, if it is
+/// about this device.
+fn observations(
+    device_id: &str,
+    inventory: Option<&InventoryRecord>,
+    assertion: Option<&VerifiedAssertion>,
+    config: &PostureConfig,
+) -> (Option<Result<Observation, UnknownWhy>>, Option<Observation>) {
+    let inv = inventory.map(|r| match r.last_check_in {
+        Some(at) => Ok(Observation {
+            source: FactSource::Inventory,
+            at,
+            max_age: config.inventory_max_age,
+        }),
+        None => Err(UnknownWhy::NoCheckIn),
+    });
+    let asr = assertion
+        .filter(|a| a.device_id == device_id)
+        .map(|a| Observation {
+            source: FactSource::Assertion,
+            at: a.observed_at,
+            max_age: config.assertion_max_age,
+        });
+    (inv, asr)
 }
 
 /// Merge one fact from up to two sources: the freshest fresh observation wins; otherwise the
@@ -236,22 +273,7 @@ pub fn merge_posture(
     now: Timestamp,
 ) -> Posture {
     let skew = config.clock_skew;
-    // Each inventory fact is as old as the device's last check-in.
-    let inv_obs = inventory.map(|r| match r.last_check_in {
-        Some(at) => Ok(Observation {
-            source: FactSource::Inventory,
-            at,
-            max_age: config.inventory_max_age,
-        }),
-        None => Err(UnknownWhy::NoCheckIn),
-    });
-    let asr_obs = assertion
-        .filter(|a| a.device_id == device_id)
-        .map(|a| Observation {
-            source: FactSource::Assertion,
-            at: a.observed_at,
-            max_age: config.assertion_max_age,
-        });
+    let (inv_obs, asr_obs) = observations(device_id, inventory, assertion, config);
 
     fn from_inv<T>(
         inv_obs: &Option<Result<Observation, UnknownWhy>>,
@@ -317,9 +339,8 @@ pub fn merge_posture(
 /// The first instant after `now` at which [`merge_posture`] may give another result for the
 /// same inputs; `None` when no later instant changes it.
 ///
-/// Only [`Observation::judge`] looks at the time: a fact turns from "from the future" to
-/// known at `observed_at − clock_skew`, and from known to stale just after
-/// `observed_at + max_age`. So a posture merged at `now` stays exactly the same for every
+/// Only [`Observation::judge`] looks at the time, and its answer changes only at the
+/// observation's [`Observation::boundaries`]. So a posture merged at `now` stays exactly the same for every
 /// instant in `[now, the returned instant)` — what lets a connection reuse it
 /// ([`crate::DevicePosture::unchanged`]).
 pub fn merge_changes_at(
@@ -329,24 +350,11 @@ pub fn merge_changes_at(
     config: &PostureConfig,
     now: Timestamp,
 ) -> Option<Timestamp> {
-    let observations = [
-        inventory
-            .and_then(|r| r.last_check_in)
-            .map(|at| (at, config.inventory_max_age)),
-        assertion
-            .filter(|a| a.device_id == device_id)
-            .map(|a| (a.observed_at, config.assertion_max_age)),
-    ];
-    observations
+    let (inv, asr) = observations(device_id, inventory, assertion, config);
+    inv.and_then(Result::ok)
         .into_iter()
-        .flatten()
-        .flat_map(|(at, max_age)| {
-            // Saturating: an instant beyond jiff's range is never reached.
-            [
-                at.checked_sub(config.clock_skew).ok(),
-                at.checked_add(max_age).ok(),
-            ]
-        })
+        .chain(asr)
+        .flat_map(|o| o.boundaries(config.clock_skew))
         .flatten()
         // At `at + max_age` itself the fact is still fresh, so a boundary equal to `now` is
         // not yet passed: `>=` keeps it and `now < until` then merges again (safe side).
