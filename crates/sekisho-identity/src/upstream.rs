@@ -127,25 +127,40 @@ pub fn strip_sekisho_cookies(headers: &mut HeaderMap, cookie_name: &str) {
         name.len() >= cookie_name.len()
             && name[..cookie_name.len()].eq_ignore_ascii_case(cookie_name.as_bytes())
     };
-    // Most requests carry none of ours (nothing to do, nothing built) or nothing else: look
-    // before building anything. Both passes split with memchr, so the second costs little.
-    let touched = headers
-        .get_all(COOKIE)
-        .iter()
-        .any(|v| cookie_text(v).is_none_or(|s| pairs_of(s).any(ours)));
+    // One look first, building nothing: most requests carry none of ours (nothing to do) or
+    // nothing but ours (drop the header). Only a mix needs the pairs to keep.
+    let (mut touched, mut others) = (false, false);
+    for value in headers.get_all(COOKIE) {
+        match cookie_text(value) {
+            // A value that is not text cannot be filtered safely: it goes whole.
+            None => touched = true,
+            Some(s) => {
+                for pair in pairs_of(s) {
+                    if ours(pair) {
+                        touched = true;
+                    } else {
+                        others = true;
+                    }
+                }
+            }
+        }
+    }
     if !touched {
+        return;
+    }
+    if !others {
+        headers.remove(COOKIE);
         return;
     }
     let mut kept: Vec<&str> = Vec::new();
     for value in headers.get_all(COOKIE) {
-        // A value that is not text cannot be filtered safely: it goes whole.
         if let Some(s) = cookie_text(value) {
             kept.extend(pairs_of(s).filter(|p| !ours(p)));
         }
     }
-    let joined = (!kept.is_empty()).then(|| kept.join("; "));
+    let joined = HeaderValue::from_str(&kept.join("; "));
     headers.remove(COOKIE);
-    if let Some(v) = joined.and_then(|j| HeaderValue::from_str(&j).ok()) {
+    if let Ok(v) = joined {
         headers.insert(COOKIE, v);
     }
 }
