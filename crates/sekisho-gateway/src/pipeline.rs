@@ -446,7 +446,7 @@ pub async fn handle(
         )
         .await);
     };
-    rec.route(&route);
+    rec.route(&route, snap.config.policies.as_deref());
 
     // 3. identity: only where a policy will look at it.
     let (identity, set_cookies) = match (&route.access, snap.identity.as_deref()) {
@@ -659,6 +659,11 @@ async fn conclude(
 struct AccessRecord<'c> {
     event: sekisho_audit::AccessEvent,
     memo: &'c RecordMemo,
+    /// The device block is made last, when the route (and so the facts its policy tests)
+    /// is known.
+    device: &'c crate::device::DeviceView,
+    now: jiff::Timestamp,
+    posture: sekisho_policy::PostureFacts,
 }
 
 impl<'c> AccessRecord<'c> {
@@ -668,7 +673,7 @@ impl<'c> AccessRecord<'c> {
         target: &Target,
         method: &Method,
         rid: &str,
-        device: &crate::device::DeviceView,
+        device: &'c crate::device::DeviceView,
         now: jiff::Timestamp,
     ) -> AccessRecord<'c> {
         AccessRecord {
@@ -682,7 +687,6 @@ impl<'c> AccessRecord<'c> {
                 // The query may carry personal data or tokens: never recorded.
                 query: None,
                 client_ip: conn.peer_ip.clone(),
-                device: conn.audit.device(device, now),
                 policy_version: snap
                     .config
                     .policies
@@ -692,12 +696,18 @@ impl<'c> AccessRecord<'c> {
                 ..Default::default()
             },
             memo: &conn.audit,
+            device,
+            now,
+            posture: sekisho_policy::PostureFacts::NONE,
         }
     }
 
-    fn route(&mut self, route: &Route) {
+    fn route(&mut self, route: &Route, policies: Option<&sekisho_policy::PolicySet>) {
         self.event.route = Some(route.name.clone());
         self.event.zone = route.zone.clone();
+        if let (Some(set), Some(target)) = (policies, route.target) {
+            self.posture = set.posture_facts(target);
+        }
     }
 
     fn user(&mut self, id: Option<&sekisho_identity::VerifiedIdentity>) {
@@ -720,6 +730,7 @@ impl<'c> AccessRecord<'c> {
             Decision::Deny => sekisho_audit::Decision::Deny,
         };
         e.rule = rule;
+        e.device = self.memo.device(self.device, self.now, self.posture);
         e.reasons = self.memo.reasons(why, reasons);
         e.status = status;
         Event::Access(Box::new(e))
@@ -765,8 +776,12 @@ fn method_text(m: &Method) -> sekisho_audit::Text {
 pub struct RecordMemo {
     /// Keyed also by `auth_time` as a time: the block holds it as text.
     user: MemoSlot<Option<jiff::Timestamp>, sekisho_audit::UserInfo>,
-    /// Keyed by the device step's whole view and the second the fact ages count to.
-    device: MemoSlot<(crate::device::DeviceView, i64), sekisho_audit::DeviceInfo>,
+    /// Keyed by the device step's whole view, the second the fact ages count to and the
+    /// facts the route's policy tests.
+    device: MemoSlot<
+        (crate::device::DeviceView, i64, sekisho_policy::PostureFacts),
+        sekisho_audit::DeviceInfo,
+    >,
     /// Keyed by the rule's reasons (compared by identity: they live as long as the program)
     /// or, when it gave none, the gateway's reason code.
     reasons:
@@ -813,18 +828,23 @@ impl RecordMemo {
         )
     }
 
-    /// The device block: every posture fact known at `now` with its age, after the state of
-    /// the certificate. `None` when no certificate was presented.
+    /// The device block (see [`device_info`]). `None` when no certificate was presented.
     fn device(
         &self,
         device: &crate::device::DeviceView,
         now: jiff::Timestamp,
+        used: sekisho_policy::PostureFacts,
     ) -> Option<Frozen<sekisho_audit::DeviceInfo>> {
         (device.status != "none").then(|| {
             memoised(
                 &self.device,
-                |(view, second), _| *second == now.as_second() && view == device,
-                || ((device.clone(), now.as_second()), device_info(device, now)),
+                |(view, second, u), _| *second == now.as_second() && *u == used && view == device,
+                || {
+                    (
+                        (device.clone(), now.as_second(), used),
+                        device_info(device, now, used),
+                    )
+                },
             )
         })
     }
@@ -865,32 +885,46 @@ impl RecordMemo {
 }
 
 /// The device block of an access record. A presented certificate is on record whether or
-/// not it verified: its state is the first fact, then every posture fact the policy could
-/// test that is known, each with its age in seconds at `now` (how old the MDM's or the
-/// assertion's observation was when the decision was made).
+/// not it verified: its state is the first fact. Then the posture facts the route's policy
+/// tests (`used`: "the posture facts used"), each that is known with its age in seconds at
+/// `now` (how old the MDM's or the assertion's observation was when the decision was made)
+/// — and, when the policy tests any, when the device last checked in: a fact too old to
+/// trust is unknown and so missing, and the check-in says why. Facts the policy does not
+/// test are not the decision's evidence and stay out (each is bytes to hash, write and
+/// keep for a year on every request).
 fn device_info(
     device: &crate::device::DeviceView,
     now: jiff::Timestamp,
+    used: sekisho_policy::PostureFacts,
 ) -> sekisho_audit::DeviceInfo {
     use sekisho_audit::{PostureFact, Text};
-    use sekisho_policy::Fact;
-    fn fact<T>(
-        name: &'static str,
-        f: &Fact<T>,
-        now: jiff::Timestamp,
-        text: impl FnOnce(&T) -> Text,
-    ) -> Option<PostureFact> {
+    use sekisho_policy::{Fact, PostureFacts as F};
+    // The check-in explains a fact missing for staleness, so it comes with any other.
+    let used = if used.is_empty() {
+        used
+    } else {
+        used.union(F::LAST_CHECK_IN)
+    };
+    // What a fact looks like on record, if the policy tests it and it is known.
+    let fact = |which: F, name: &'static str, f: &dyn Fn() -> Option<(Text, jiff::Timestamp)>| {
+        if !used.contains(which) {
+            return None;
+        }
+        let (value, observed_at) = f()?;
+        Some(PostureFact {
+            name: name.into(),
+            value,
+            source: None,
+            age_secs: Some(
+                now.as_second()
+                    .saturating_sub(observed_at.as_second())
+                    .max(0) as u64,
+            ),
+        })
+    };
+    fn known<T>(f: &Fact<T>, text: impl FnOnce(&T) -> Text) -> Option<(Text, jiff::Timestamp)> {
         match f {
-            Fact::Known { value, observed_at } => Some(PostureFact {
-                name: name.into(),
-                value: text(value),
-                source: None,
-                age_secs: Some(
-                    now.as_second()
-                        .saturating_sub(observed_at.as_second())
-                        .max(0) as u64,
-                ),
-            }),
+            Fact::Known { value, observed_at } => Some((text(value), *observed_at)),
             Fact::Unknown => None,
         }
     }
@@ -903,27 +937,34 @@ fn device_info(
         age_secs: None,
     }))
     .chain([
-        fact("managed", &d.managed, now, flag),
-        fact("ownership", &d.ownership, now, |o| {
-            match o {
-                sekisho_policy::Ownership::Corporate => "corporate",
-                sekisho_policy::Ownership::Byod => "byod",
-            }
-            .into()
+        fact(F::MANAGED, "managed", &|| known(&d.managed, flag)),
+        fact(F::OWNERSHIP, "ownership", &|| {
+            known(&d.ownership, |o| {
+                match o {
+                    sekisho_policy::Ownership::Corporate => "corporate",
+                    sekisho_policy::Ownership::Byod => "byod",
+                }
+                .into()
+            })
         }),
-        fact("compliant", &d.compliant, now, flag),
-        fact("os", &d.os, now, |v| v.clone().into()),
-        fact("os_version", &d.os_version, now, |v| v.clone().into()),
-        fact("disk_encryption", &d.disk_encryption, now, flag),
-        fact("screen_lock", &d.screen_lock, now, flag),
-        fact("firewall", &d.firewall, now, flag),
-        fact("antivirus", &d.antivirus, now, flag),
-        fact("edr", &d.edr, now, flag),
-        fact("last_check_in", &d.last_check_in, now, |t| {
-            t.to_string().into()
+        fact(F::COMPLIANT, "compliant", &|| known(&d.compliant, flag)),
+        fact(F::OS, "os", &|| known(&d.os, |v| v.clone().into())),
+        fact(F::OS_VERSION, "os_version", &|| {
+            known(&d.os_version, |v| v.clone().into())
         }),
-        // No tags is not worth a line in every record.
-        fact("tags", &d.tags, now, |t| t.join(",").into()).filter(|f| !f.value.is_empty()),
+        fact(F::DISK_ENCRYPTION, "disk_encryption", &|| {
+            known(&d.disk_encryption, flag)
+        }),
+        fact(F::SCREEN_LOCK, "screen_lock", &|| {
+            known(&d.screen_lock, flag)
+        }),
+        fact(F::FIREWALL, "firewall", &|| known(&d.firewall, flag)),
+        fact(F::ANTIVIRUS, "antivirus", &|| known(&d.antivirus, flag)),
+        fact(F::EDR, "edr", &|| known(&d.edr, flag)),
+        fact(F::LAST_CHECK_IN, "last_check_in", &|| {
+            known(&d.last_check_in, |t| t.to_string().into())
+        }),
+        fact(F::TAGS, "tags", &|| known(&d.tags, |t| t.join(",").into())),
     ])
     .flatten()
     .collect();
@@ -1486,6 +1527,63 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn facts(d: &sekisho_audit::DeviceInfo) -> Vec<(&str, &str, Option<u64>)> {
+        d.posture
+            .iter()
+            .map(|f| (&*f.name, &*f.value, f.age_secs))
+            .collect()
+    }
+
+    /// The record carries the posture facts the route's policy tests, with their ages, and
+    /// when the device last checked in — not the rest of what the inventory knows. A policy
+    /// that tests none gets the certificate's state alone.
+    #[test]
+    fn a_record_carries_the_posture_facts_its_policy_tests() {
+        use sekisho_policy::{Fact, PostureFacts as F};
+        let now: jiff::Timestamp = "2026-12-04T09:00:00Z".parse().unwrap();
+        let seen = now - jiff::SignedDuration::from_mins(30);
+        let view = crate::device::DeviceView {
+            input: sekisho_policy::Device {
+                managed: Fact::known(true, seen),
+                compliant: Fact::known(false, seen),
+                os: Fact::known("windows".into(), seen),
+                os_version: Fact::known("11.24H2".into(), seen),
+                disk_encryption: Fact::known(true, seen),
+                last_check_in: Fact::known(seen, seen),
+                tags: Fact::known(Vec::new(), seen),
+                ..sekisho_policy::Device::UNKNOWN
+            },
+            status: "verified",
+            id: Some("PC-0042".into()),
+            fingerprint: Some("ab".repeat(32)),
+        };
+        let d = device_info(&view, now, F::COMPLIANT.union(F::TAGS));
+        assert_eq!(
+            facts(&d),
+            [
+                ("certificate", "verified", None),
+                ("compliant", "false", Some(1800)),
+                ("last_check_in", "2026-12-04T08:30:00Z", Some(1800)),
+                ("tags", "", Some(1800)),
+            ]
+        );
+        assert_eq!(
+            facts(&device_info(&view, now, F::NONE)),
+            [("certificate", "verified", None)]
+        );
+        assert_eq!(d.id, "PC-0042");
+        // Every fact, when the policy tests every one (ownership and the rest are unknown).
+        assert_eq!(facts(&device_info(&view, now, F::ALL)).len(), 8);
+
+        // The connection's memo keys the block by the facts too: another route's policy on
+        // the same connection gets its own.
+        let memo = RecordMemo::default();
+        let a = memo.device(&view, now, F::COMPLIANT).unwrap();
+        let b = memo.device(&view, now, F::OS).unwrap();
+        assert_eq!(facts(&a)[1].0, "compliant");
+        assert_eq!(facts(&b)[1].0, "os");
+    }
+
     /// A device whose inventory entry is too old to trust has no posture facts left, but the
     /// record still says when it last checked in (a policy may deny on that) and how long ago.
     #[test]
@@ -1501,14 +1599,9 @@ mod tests {
             id: Some("PC-0042".into()),
             fingerprint: Some("ab".repeat(32)),
         };
-        let d = device_info(&view, now);
-        let facts: Vec<(&str, &str, Option<u64>)> = d
-            .posture
-            .iter()
-            .map(|f| (&*f.name, &*f.value, f.age_secs))
-            .collect();
+        let d = device_info(&view, now, sekisho_policy::PostureFacts::MANAGED);
         assert_eq!(
-            facts,
+            facts(&d),
             [
                 ("certificate", "verified", None),
                 ("last_check_in", "2026-11-24T09:00:00Z", Some(240 * 3600)),

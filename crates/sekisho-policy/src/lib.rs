@@ -59,7 +59,7 @@ pub mod testing;
 pub use eval::{Decision, Outcome, Reasons, RuleRef, StepUp, Tri};
 pub use explain::Trace;
 pub use input::{Certificate, Device, Fact, Identity, Input, Ownership, Request};
-pub use model::{DEFAULT_MFA_AMR, DEFAULT_TIMEZONE, PolicyId, RuleKind, Target};
+pub use model::{DEFAULT_MFA_AMR, DEFAULT_TIMEZONE, PolicyId, PostureFacts, RuleKind, Target};
 pub use reason::Reason;
 pub use sekisho_yaml::{Diagnostic, Severity};
 pub use set::{PolicySet, Reference};

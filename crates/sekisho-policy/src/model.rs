@@ -144,6 +144,43 @@ impl StrSet {
     }
 }
 
+/// A set of inventory posture facts — those a policy can test. An access record's device
+/// block lists the facts its route's policy tests ("the posture facts used"), not every
+/// fact the inventory holds: the record is the evidence for the decision, and each fact
+/// it did not need is bytes to hash, write and keep for a year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct PostureFacts(u16);
+
+impl PostureFacts {
+    pub const NONE: PostureFacts = PostureFacts(0);
+    pub const MANAGED: PostureFacts = PostureFacts(1);
+    pub const OWNERSHIP: PostureFacts = PostureFacts(1 << 1);
+    pub const COMPLIANT: PostureFacts = PostureFacts(1 << 2);
+    pub const OS: PostureFacts = PostureFacts(1 << 3);
+    pub const OS_VERSION: PostureFacts = PostureFacts(1 << 4);
+    pub const DISK_ENCRYPTION: PostureFacts = PostureFacts(1 << 5);
+    pub const SCREEN_LOCK: PostureFacts = PostureFacts(1 << 6);
+    pub const FIREWALL: PostureFacts = PostureFacts(1 << 7);
+    pub const ANTIVIRUS: PostureFacts = PostureFacts(1 << 8);
+    pub const EDR: PostureFacts = PostureFacts(1 << 9);
+    pub const LAST_CHECK_IN: PostureFacts = PostureFacts(1 << 10);
+    pub const TAGS: PostureFacts = PostureFacts(1 << 11);
+    pub const ALL: PostureFacts = PostureFacts((1 << 12) - 1);
+
+    /// Every fact of `other` is in `self`.
+    pub const fn contains(self, other: PostureFacts) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub const fn union(self, other: PostureFacts) -> PostureFacts {
+        PostureFacts(self.0 | other.0)
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
 /// A condition: a tree of combinators over leaf criteria.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Cond {
@@ -539,6 +576,28 @@ impl Leaf {
         format!("{key}: {value}")
     }
 
+    /// The inventory posture facts this criterion reads (the certificate and the device
+    /// ID are not inventory facts: the access record always carries them).
+    pub fn posture_facts(&self) -> PostureFacts {
+        match self {
+            Leaf::Posture(flag, _) => match flag {
+                PostureFlag::Managed => PostureFacts::MANAGED,
+                PostureFlag::Compliant => PostureFacts::COMPLIANT,
+                PostureFlag::DiskEncryption => PostureFacts::DISK_ENCRYPTION,
+                PostureFlag::ScreenLock => PostureFacts::SCREEN_LOCK,
+                PostureFlag::Firewall => PostureFacts::FIREWALL,
+                PostureFlag::Antivirus => PostureFacts::ANTIVIRUS,
+                PostureFlag::Edr => PostureFacts::EDR,
+            },
+            Leaf::Ownership(_) => PostureFacts::OWNERSHIP,
+            Leaf::Os(_) => PostureFacts::OS,
+            Leaf::MinOsVersion(_) | Leaf::MaxOsVersion(_) => PostureFacts::OS_VERSION,
+            Leaf::LastCheckInWithin(_) => PostureFacts::LAST_CHECK_IN,
+            Leaf::Tags(_) => PostureFacts::TAGS,
+            _ => PostureFacts::NONE,
+        }
+    }
+
     /// Does this criterion look at the user's identity?
     pub fn needs_identity(&self) -> bool {
         matches!(
@@ -569,6 +628,16 @@ fn sorted_parts(parts: &[Cond]) -> Vec<Value> {
 }
 
 impl Cond {
+    /// Calls `f` with every leaf criterion, in writing order.
+    pub fn for_each_leaf<'a>(&'a self, f: &mut impl FnMut(&'a Leaf)) {
+        match self {
+            Cond::Anyone => {}
+            Cond::All(parts) | Cond::Any(parts) => parts.iter().for_each(|p| p.for_each_leaf(f)),
+            Cond::Not(inner) => inner.for_each_leaf(f),
+            Cond::Leaf(l) => f(l),
+        }
+    }
+
     pub fn canonical(&self) -> Value {
         match self {
             Cond::Anyone => json!({"anyone": true}),

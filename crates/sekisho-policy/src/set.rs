@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::eval::{self, Decision};
 use crate::input::Input;
-use crate::model::{Cond, Leaf, Policy, PolicyId, Settings, Target};
+use crate::model::{Cond, Leaf, Policy, PolicyId, PostureFacts, Settings, Target};
 
 /// A compiled, immutable set of policies. Build it with [`PolicySet::compile`],
 /// share it behind an `Arc`, swap it on reload.
@@ -17,6 +17,8 @@ pub struct PolicySet {
     pub(crate) policies: Vec<Policy>,
     /// `<name>.default` per policy, for default-deny decisions.
     pub(crate) default_paths: Vec<Arc<str>>,
+    /// Per policy: the posture facts any of its rules tests.
+    posture: Vec<PostureFacts>,
     pub(crate) settings: Settings,
     version: String,
 }
@@ -28,9 +30,21 @@ impl PolicySet {
             .iter()
             .map(|p| Arc::<str>::from(format!("{}.default", p.name)))
             .collect();
+        let posture = policies
+            .iter()
+            .map(|p| {
+                let mut used = PostureFacts::NONE;
+                for rule in p.allow.iter().chain(&p.deny) {
+                    rule.cond
+                        .for_each_leaf(&mut |l| used = used.union(l.posture_facts()));
+                }
+                used
+            })
+            .collect();
         let mut set = PolicySet {
             policies,
             default_paths,
+            posture,
             settings,
             version: String::new(),
         };
@@ -86,6 +100,16 @@ impl PolicySet {
             input,
             &self.settings,
         )
+    }
+
+    /// The posture facts a decision for `target` may test: those of any rule of the route
+    /// policy or of the zone floor, allow or deny.
+    pub fn posture_facts(&self, target: Target) -> PostureFacts {
+        let of = |id: PolicyId| self.posture[id.0 as usize];
+        target
+            .floor
+            .map_or(PostureFacts::NONE, of)
+            .union(of(target.policy))
     }
 
     /// The policy version: the first 16 hex digits of the SHA-256 of the canonical
@@ -163,20 +187,15 @@ pub struct Reference {
 impl PolicySet {
     /// Every zone and route name used in a criterion, with the rule's location.
     pub fn references(&self) -> Vec<Reference> {
-        fn walk(c: &Cond, out: &mut Vec<(&'static str, String)>) {
-            match c {
-                Cond::All(parts) | Cond::Any(parts) => parts.iter().for_each(|p| walk(p, out)),
-                Cond::Not(inner) => walk(inner, out),
-                Cond::Leaf(Leaf::Zone(s)) => out.extend(s.0.iter().map(|n| ("zone", n.clone()))),
-                Cond::Leaf(Leaf::Route(s)) => out.extend(s.0.iter().map(|n| ("route", n.clone()))),
-                Cond::Leaf(_) | Cond::Anyone => {}
-            }
-        }
         let mut refs = Vec::new();
         for p in &self.policies {
             for rule in p.allow.iter().chain(&p.deny) {
                 let mut names = Vec::new();
-                walk(&rule.cond, &mut names);
+                rule.cond.for_each_leaf(&mut |l| match l {
+                    Leaf::Zone(s) => names.extend(s.0.iter().map(|n| ("zone", n.clone()))),
+                    Leaf::Route(s) => names.extend(s.0.iter().map(|n| ("route", n.clone()))),
+                    _ => {}
+                });
                 for (kind, name) in names {
                     refs.push(Reference {
                         kind,

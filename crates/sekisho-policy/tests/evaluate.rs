@@ -424,3 +424,43 @@ fn zone_and_route_references_are_listed_for_the_config_loader() {
         ]
     );
 }
+
+/// The facts a target's decision may test, for the access record's device block: those of
+/// every rule, allow and deny, nested under `any` and `not`, of the route policy and the
+/// zone floor — and nothing a rule does not name.
+#[test]
+fn a_target_names_the_posture_facts_its_rules_test() {
+    use sekisho_policy::PostureFacts as F;
+    let s = set("\
+policies:
+  floor:
+    allow: [ { device: { managed: true } } ]
+  route:
+    allow:
+      - groups: [staff]
+        any:
+          - device: { min_os_version: \"10.0\" }
+          - not: { device: { tags: [kiosk] } }
+    deny:
+      - device: { ownership: byod, last_check_in_within: 7d }
+  identity-only:
+    allow: [ { groups: [staff], device: { certificate: true } } ]
+");
+    let floor = s.lookup("floor").unwrap();
+    let route = s.lookup("route").unwrap();
+    let route_facts = F::OS_VERSION
+        .union(F::TAGS)
+        .union(F::OWNERSHIP)
+        .union(F::LAST_CHECK_IN);
+    assert_eq!(s.posture_facts(Target::policy(route)), route_facts);
+    assert_eq!(
+        s.posture_facts(Target::with_floor(floor, route)),
+        route_facts.union(F::MANAGED)
+    );
+    assert!(!s.posture_facts(Target::policy(route)).contains(F::MANAGED));
+    // The certificate is not an inventory fact: the record always carries its state.
+    assert_eq!(
+        s.posture_facts(Target::policy(s.lookup("identity-only").unwrap())),
+        F::NONE
+    );
+}
