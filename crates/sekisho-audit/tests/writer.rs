@@ -692,7 +692,7 @@ async fn an_outcome_joins_its_access_record_until_that_is_written() {
 }
 
 /// Under load the writer takes records off the queue while their responses are still
-/// running. It holds such a record back for a moment (a fifth of `max_delay`) instead of
+/// running. It holds such a record back for a moment (four fifths of `max_delay`) instead of
 /// writing it at once, so an outcome that arrives soon after still joins its line (one
 /// record per request, not two), and it keeps the queue's order: records queued after a
 /// held one wait with it.
@@ -759,6 +759,36 @@ async fn held_records_are_bounded_by_the_queue_capacity() {
     h.shutdown(None).await.unwrap();
     task.await.unwrap().unwrap();
     assert_eq!(kinds(dir.path()).len(), 40);
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+}
+
+/// A held record whose response never ends (a stalled upstream, a long download) is not held
+/// for ever: once its hold is over it is written without its outcome and fsynced by the
+/// batched deadline, with no other traffic to wake the writer. Its outcome, when it finally
+/// comes, is handed back for an `access_result` record of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_whose_response_never_ends_is_still_written_and_fsynced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, task) = start(
+        batched_cfg(dir.path(), Duration::from_millis(20), 100_000),
+        clock("2026-11-23T01:00:00Z"),
+    );
+    let (_, pending) = h.append_awaiting_outcome(allowed(7)).await.unwrap();
+    let pending = pending.expect("batched mode keeps a place for the outcome");
+    wait_until(|| h.metrics().records_written == 1 && h.metrics().fsyncs == 1).await;
+    let late = pending
+        .fold(outcome(7))
+        .expect_err("the record was written without its outcome");
+    h.append(Event::AccessResult(late)).await.unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    let lines = read_lines(dir.path());
+    let kinds: Vec<&str> = lines.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["access", "access_result"]);
+    assert!(lines[0].get("status").is_none(), "{}", lines[0]);
+    assert_eq!(lines[1]["request_id"], "req-0007");
+    assert_eq!(lines[1]["status"], 200);
     let rep = verify(dir.path()).unwrap();
     assert!(rep.is_ok(), "{rep}");
 }
