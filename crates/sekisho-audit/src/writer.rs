@@ -773,7 +773,11 @@ impl Inner {
                 && matches!(first, Msg::Append { .. })
                 && rx.len() < 64
             {
-                std::thread::sleep(gather(max_delay));
+                // Never past a deadline already running (a held record's, an fsync's).
+                let nap = self
+                    .next_deadline()
+                    .map_or(gather(max_delay), |d| d.min(gather(max_delay)));
+                std::thread::sleep(nap);
             }
             let mut batch = Vec::new();
             let mut shutdown = None;
@@ -856,7 +860,9 @@ impl Inner {
     /// them end in time and their outcome joins their own line. The bound on durability
     /// stays: the fsync deadline counts from when the oldest record was taken (`first`).
     fn write_ready(&mut self, first: Instant, all: bool) {
-        // Held records count against the queue's bound: past it, nothing is held.
+        // Held records have a bound of their own, the queue's capacity: past it, nothing is
+        // held. (A taken record frees its queue slot, so at most twice the capacity is in
+        // memory: the queue and the held records.)
         let hold = if all || self.held.len() > self.cfg.queue_capacity {
             Duration::ZERO
         } else {
@@ -913,7 +919,13 @@ impl Inner {
     /// batch, checkpoint.
     fn on_tick(&mut self) {
         if self.down.is_some() {
-            self.try_recover();
+            if self.held.is_empty() {
+                self.try_recover();
+            } else {
+                // Nothing is held while down (the hold is zero): this writes every held
+                // record, and `handle_batch` keeps them ahead of its retry's `recovered`.
+                self.write_ready(Instant::now(), false);
+            }
         }
         if !self.held.is_empty() {
             self.write_ready(Instant::now(), false);
@@ -937,9 +949,16 @@ impl Inner {
 
     fn handle_batch(&mut self, batch: Batch) {
         let strict = self.cfg.durability == Durability::Strict;
+        if self.down.is_some() && !strict {
+            // Batched records taken while down were accepted before the trail failed (a
+            // failing trail accepts nothing): keep them first, so that they come before the
+            // `recovered` record of the retry, as they came before the failure.
+            self.refuse_or_keep(batch);
+            self.try_recover();
+            return;
+        }
         if self.down.is_some() {
-            // Try once more now; if still failing, strict callers hear so, batched records
-            // (already acknowledged) are kept in memory and written on recovery.
+            // Try once more now; if still failing, strict callers hear so.
             self.try_recover();
         }
         if self.down.is_some() {

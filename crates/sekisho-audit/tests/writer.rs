@@ -793,6 +793,50 @@ async fn a_record_whose_response_never_ends_is_still_written_and_fsynced() {
     assert!(rep.is_ok(), "{rep}");
 }
 
+/// A record held for its outcome when the trail goes down was accepted before the outage:
+/// once writing works again it is written ahead of the `recovered` record, not after it (the
+/// trail would otherwise say the request came after the outage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_held_when_the_trail_goes_down_is_written_before_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    // max_delay 100 ms: X's fsync is due 100 ms after the writer took it; A, taken 30 ms or
+    // more after X, is still held (80 ms) when that fsync fails.
+    let mut cfg = batched_cfg(dir.path(), Duration::from_millis(100), 100_000);
+    cfg.retry_interval = Duration::from_millis(500);
+    let (h, task, fault) = with_faults(cfg);
+    let mut health = h.subscribe_health();
+    fault.fail_fsync(FaultKind::Io);
+    h.append(access(0, Decision::Deny)).await.unwrap();
+    // Written (its fsync is what fails, and only at the deadline).
+    wait_until(|| read_lines(dir.path()).len() == 1).await;
+    // The writer's hold and deadline run on its own monotonic clock, which a test cannot
+    // move: let real time pass so that A is taken well after X.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (_, pending) = h.append_awaiting_outcome(allowed(1)).await.unwrap();
+    health.wait_for(|h| !h.healthy).await.unwrap();
+    fault.heal();
+    health.wait_for(|h| h.healthy).await.unwrap();
+    drop(pending);
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    let lines = read_lines(dir.path());
+    let seen: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let id = l["request_id"].as_str().unwrap_or("");
+            format!("{} {id}", l["kind"].as_str().unwrap())
+        })
+        .map(|s| s.trim_end().to_string())
+        .collect();
+    assert_eq!(
+        seen,
+        ["access req-0000", "access req-0001", "recovered"],
+        "records accepted before the outage come before `recovered`"
+    );
+    let rep = verify(dir.path()).unwrap();
+    assert!(rep.is_ok(), "{rep}");
+}
+
 /// In strict mode the record is on disk before the request goes on: no outcome can join it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_records_keep_no_place_for_an_outcome() {
