@@ -888,8 +888,9 @@ impl RecordMemo {
 /// not it verified: its state is the first fact. Then the posture facts the route's policy
 /// tests (`used`: "the posture facts used"), each that is known with its age in seconds at
 /// `now` (how old the MDM's or the assertion's observation was when the decision was made)
-/// — and, when the policy tests any, when the device last checked in: a fact too old to
-/// trust is unknown and so missing, and the check-in says why. Facts the policy does not
+/// — and, when the policy tests any, when the device last checked in: a tested fact that is
+/// unknown (not reported, or too old to trust) is listed as `unknown` without an age, and the
+/// check-in says why. Facts the policy does not
 /// test are not the decision's evidence and stay out (each is bytes to hash, write and
 /// keep for a year on every request).
 fn device_info(
@@ -905,21 +906,29 @@ fn device_info(
     } else {
         used.union(F::LAST_CHECK_IN)
     };
-    // What a fact looks like on record, if the policy tests it and it is known.
+    // What a fact looks like on record, if the policy tests it: its value and age, or
+    // `unknown` with no age (not reported, or too old to trust) — listed all the same, so
+    // that "unknown" is never confused with "not tested".
     let fact = |which: F, name: &'static str, f: &dyn Fn() -> Option<(Text, jiff::Timestamp)>| {
         if !used.contains(which) {
             return None;
         }
-        let (value, observed_at) = f()?;
+        let (value, age_secs) = match f() {
+            Some((value, observed_at)) => (
+                value,
+                Some(
+                    now.as_second()
+                        .saturating_sub(observed_at.as_second())
+                        .max(0) as u64,
+                ),
+            ),
+            None => (Text::from("unknown"), None),
+        };
         Some(PostureFact {
             name: name.into(),
             value,
             source: None,
-            age_secs: Some(
-                now.as_second()
-                    .saturating_sub(observed_at.as_second())
-                    .max(0) as u64,
-            ),
+            age_secs,
         })
     };
     fn known<T>(f: &Fact<T>, text: impl FnOnce(&T) -> Text) -> Option<(Text, jiff::Timestamp)> {
@@ -1572,8 +1581,12 @@ mod tests {
             [("certificate", "verified", None)]
         );
         assert_eq!(d.id, "PC-0042");
-        // Every fact, when the policy tests every one (ownership and the rest are unknown).
-        assert_eq!(facts(&device_info(&view, now, F::ALL)).len(), 8);
+        // Every fact, when the policy tests every one; those the inventory does not know
+        // (ownership, screen lock, firewall, antivirus, EDR) are listed as unknown, no age.
+        let all = device_info(&view, now, F::ALL);
+        assert_eq!(facts(&all).len(), 13);
+        assert!(facts(&all).contains(&("ownership", "unknown", None)));
+        assert!(facts(&all).contains(&("edr", "unknown", None)));
 
         // The connection's memo keys the block by the facts too: another route's policy on
         // the same connection gets its own.
@@ -1584,8 +1597,9 @@ mod tests {
         assert_eq!(facts(&b)[1].0, "os");
     }
 
-    /// A device whose inventory entry is too old to trust has no posture facts left, but the
-    /// record still says when it last checked in (a policy may deny on that) and how long ago.
+    /// A device whose inventory entry is too old to trust has no known posture facts left:
+    /// the fact its policy tests is on record as unknown, and the record still says when it
+    /// last checked in (why it is unknown; a policy may deny on that) and how long ago.
     #[test]
     fn a_stale_devices_record_keeps_its_last_check_in() {
         let now: jiff::Timestamp = "2026-12-04T09:00:00Z".parse().unwrap();
@@ -1604,6 +1618,7 @@ mod tests {
             facts(&d),
             [
                 ("certificate", "verified", None),
+                ("managed", "unknown", None),
                 ("last_check_in", "2026-11-24T09:00:00Z", Some(240 * 3600)),
             ]
         );
