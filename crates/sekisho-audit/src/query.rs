@@ -186,7 +186,9 @@ pub fn query(
             }
             if filter.matches(&loc.record) {
                 if let Event::Access(a) = &loc.record.event {
-                    by_request.insert(a.request_id.clone(), out.len());
+                    // The first record of a request is its decision; a later one with the same
+                    // ID (an upgraded connection's withdrawal) must not take its outcome.
+                    by_request.entry(a.request_id.clone()).or_insert(out.len());
                 }
                 out.push(loc);
             }

@@ -273,3 +273,46 @@ fn office_hours_default_is_weekdays_0830_to_1715_tokyo() {
     assert!(!h.contains(ts("2026-11-24T08:29:59+09:00")));
     assert!(!h.contains(ts("2026-11-28T10:00:00+09:00"))); // Saturday
 }
+
+/// An upgraded connection whose access was withdrawn has two access records with one request
+/// ID (the allow that opened it, the deny that closed it); its outcome, recorded after both,
+/// belongs to the allow and is shown there, not on the withdrawal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_after_a_withdrawal_folds_into_the_decision_that_opened_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = AuditConfig::new(dir.path(), "gw-1");
+    cfg.durability = Durability::Strict;
+    let (h, task) = start(cfg, clock("2026-11-24T00:00:00Z"));
+    h.append(access(7, Decision::Allow)).await.unwrap();
+    h.append(access(7, Decision::Deny)).await.unwrap();
+    h.append(Event::AccessResult(AccessResultEvent {
+        request_id: "req-0007".into(),
+        upstream: Some("10.1.2.3:443".into()),
+        upstream_status: Some(101),
+        status: 101,
+        bytes_in: 10,
+        bytes_out: 2048,
+        duration_us: 9_000_000,
+        error: None,
+    }))
+    .await
+    .unwrap();
+    h.shutdown(None).await.unwrap();
+    task.await.unwrap().unwrap();
+    let rows = query::query(dir.path(), &Filter::default(), |_, _| {}).unwrap();
+    let access: Vec<&AccessEvent> = rows
+        .iter()
+        .filter_map(|r| match &r.record.event {
+            Event::Access(a) => Some(&**a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(access.len(), 2);
+    assert_eq!(access[0].decision, Decision::Allow);
+    assert_eq!(access[0].status, Some(101));
+    assert_eq!(access[1].decision, Decision::Deny);
+    assert_eq!(
+        access[1].status, None,
+        "the withdrawal has no outcome of its own"
+    );
+}

@@ -557,8 +557,17 @@ pub async fn handle(
     };
 
     // 7. forward
-    let tunnel_check = is_upgrade(&req)
-        .then(|| tunnel_check(&gw, &conn, &target, req.method(), policy_identity.clone()));
+    let tunnel_check = is_upgrade(&req).then(|| {
+        let user = identity.as_ref().map(|id| conn.audit.user(id));
+        tunnel_check(
+            &gw,
+            &conn,
+            &target,
+            req.method(),
+            &rid,
+            (policy_identity.clone(), user),
+        )
+    });
     let who = UpstreamIdentity {
         identity: identity.as_ref(),
         device_id: device.id.as_deref(),
@@ -1187,10 +1196,11 @@ pub struct UpstreamIdentity<'a> {
     pub tunnel_check: Option<TunnelCheck>,
 }
 
-/// Re-runs routing, the device step and the decision for an upgraded connection.
+/// Re-runs routing, the device step and the decision for an upgraded connection: `Some`
+/// (the access record of the withdrawal) when it may no longer stay open.
 pub type TunnelCheck = (
     Arc<Gateway>,
-    Arc<dyn Fn(&Snapshot, jiff::Timestamp) -> bool + Send + Sync>,
+    Arc<dyn Fn(&Snapshot, jiff::Timestamp) -> Option<Event> + Send + Sync>,
 );
 
 fn tunnel_check(
@@ -1198,23 +1208,35 @@ fn tunnel_check(
     conn: &Arc<ConnInfo>,
     target: &Target,
     method: &Method,
-    identity: Option<sekisho_policy::Identity>,
+    rid: &str,
+    (identity, user): (
+        Option<sekisho_policy::Identity>,
+        Option<sekisho_audit::Frozen<sekisho_audit::UserInfo>>,
+    ),
 ) -> TunnelCheck {
     let conn = conn.clone();
     let target = target.clone();
     let method = method.clone();
-    let check = move |snap: &Snapshot, now: jiff::Timestamp| {
-        let Some(route) = snap
+    let rid = rid.to_owned();
+    // The request is decided again as it would be now; a refusal is the access record of
+    // the withdrawal: the same request ID, decision deny, the rule and reasons of now.
+    let check = move |snap: &Snapshot, now: jiff::Timestamp| -> Option<Event> {
+        let route = snap
             .routes
-            .lookup(&conn.listener, &target.host, &target.path)
-        else {
-            return false;
+            .lookup(&conn.listener, &target.host, &target.path);
+        let device = match (&snap.devices, route) {
+            (Some(p), Some(_)) => {
+                crate::device::evaluate(p, snap.generation, &conn.device, None, now)
+            }
+            _ => crate::device::DeviceView::none(),
         };
-        let device = match &snap.devices {
-            Some(p) => crate::device::evaluate(p, snap.generation, &conn.device, None, now),
-            None => crate::device::DeviceView::none(),
+        let mut rec = AccessRecord::new(snap, &conn, &target, &method, &rid, &device, now);
+        rec.event.user = user.clone();
+        let Some(route) = route else {
+            return Some(rec.event(Decision::Deny, None, "no_route", &[], None));
         };
-        decide(
+        rec.route(route, snap.config.policies.as_deref());
+        let d = decide(
             snap,
             route,
             &target,
@@ -1223,14 +1245,18 @@ fn tunnel_check(
             identity.as_ref(),
             &device,
             now,
-        )
-        .refusal
-        .is_none()
+        );
+        d.refusal
+            .is_some()
+            .then(|| rec.event(Decision::Deny, d.rule.clone(), d.why, &d.reasons, None))
     };
     (gw.clone(), Arc::new(check))
 }
 
-/// Resolves when a tunnel's access is withdrawn by a configuration, CRL or inventory change.
+/// Resolves when a tunnel's access is withdrawn by a configuration, CRL or inventory change,
+/// once the withdrawal is on record (an auditor sees the allow, then the deny that closed
+/// it). The tunnel closes even when the trail cannot take the record: closing is the safe
+/// side, and the failing trail is reported where it fails.
 async fn access_withdrawn((gw, check): TunnelCheck) {
     let mut generation = gw.generation.subscribe();
     loop {
@@ -1238,7 +1264,12 @@ async fn access_withdrawn((gw, check): TunnelCheck) {
             return std::future::pending().await;
         }
         let snap = gw.snapshot.load_full();
-        if !check(&snap, (gw.clock)()) {
+        if let Some(withdrawal) = check(&snap, (gw.clock)()) {
+            if let Some(h) = gw.audit.as_ref()
+                && let Err(e) = h.append(withdrawal).await
+            {
+                tracing::error!(error = %e, "the withdrawal of an upgraded connection could not be recorded");
+            }
             return;
         }
     }

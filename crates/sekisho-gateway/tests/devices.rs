@@ -227,6 +227,28 @@ async fn a_websocket_is_closed_when_its_device_is_revoked() {
         end.is_ok(),
         "the websocket was closed within 5 s of the revocation"
     );
+    // An auditor sees the allow that opened it, then the deny that closed it: the same
+    // request, decided again on the new trust (strict mode: on disk before the close).
+    let recs = records(&s.gw.pki.path("audit"));
+    let live: Vec<_> = recs
+        .iter()
+        .filter(|r| r["kind"] == "access" && r["path"] == "/live")
+        .collect();
+    assert_eq!(live.len(), 2, "{live:#?}");
+    assert_eq!(live[0]["decision"], "allow");
+    assert_eq!(live[1]["decision"], "deny", "{}", live[1]);
+    assert_eq!(live[1]["request_id"], live[0]["request_id"]);
+    assert_eq!(
+        live[1]["device"]["posture"][0]["value"], "device_cert_revoked",
+        "{}",
+        live[1]
+    );
+    assert_eq!(live[1]["user"], live[0]["user"]);
+    assert!(
+        live[1]["reasons"].as_array().is_some_and(|r| !r.is_empty()),
+        "the withdrawal says why: {}",
+        live[1]
+    );
 }
 
 #[tokio::test]
