@@ -101,8 +101,12 @@ pub fn evaluate(
                     ..policy::Device::UNKNOWN
                 },
                 status: err.code(),
+                // Not an identity (nothing about it was verified), but which certificate was
+                // presented: what an auditor follows a lost or revoked device by.
                 id: None,
-                fingerprint: None,
+                fingerprint: chain
+                    .first()
+                    .map(|c| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(c.as_ref()))),
             });
         }
     };

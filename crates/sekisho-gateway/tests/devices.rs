@@ -244,6 +244,13 @@ async fn a_websocket_is_closed_when_its_device_is_revoked() {
         live[1]
     );
     assert_eq!(live[1]["user"], live[0]["user"]);
+    // The revoked certificate is no identity any more, but which one it was stays on record.
+    assert_eq!(live[1]["device"]["id"], "");
+    assert_eq!(
+        live[1]["device"]["fingerprint"], live[0]["device"]["fingerprint"],
+        "{}",
+        live[1]
+    );
     assert!(
         live[1]["reasons"].as_array().is_some_and(|r| !r.is_empty()),
         "the withdrawal says why: {}",
