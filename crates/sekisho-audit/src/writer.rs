@@ -918,14 +918,10 @@ impl Inner {
     /// Timed work: retry after a failure, write held records that are due, fsync a due
     /// batch, checkpoint.
     fn on_tick(&mut self) {
-        if self.down.is_some() {
-            if self.held.is_empty() {
-                self.try_recover();
-            } else {
-                // Nothing is held while down (the hold is zero): this writes every held
-                // record, and `handle_batch` keeps them ahead of its retry's `recovered`.
-                self.write_ready(Instant::now(), false);
-            }
+        // While down the hold is zero: held records all go to `handle_batch`, which keeps
+        // them ahead of its retry's `recovered` (they were accepted before the failure).
+        if self.down.is_some() && self.held.is_empty() {
+            self.try_recover();
         }
         if !self.held.is_empty() {
             self.write_ready(Instant::now(), false);
@@ -949,20 +945,20 @@ impl Inner {
 
     fn handle_batch(&mut self, batch: Batch) {
         let strict = self.cfg.durability == Durability::Strict;
-        if self.down.is_some() && !strict {
-            // Batched records taken while down were accepted before the trail failed (a
-            // failing trail accepts nothing): keep them first, so that they come before the
-            // `recovered` record of the retry, as they came before the failure.
-            self.refuse_or_keep(batch);
-            self.try_recover();
-            return;
-        }
         if self.down.is_some() {
+            if !strict {
+                // Batched records taken while down were accepted before the trail failed (a
+                // failing trail accepts nothing): keep them first, so that they come before
+                // the `recovered` record of the retry, as they came before the failure.
+                self.refuse_or_keep(batch);
+                self.try_recover();
+                return;
+            }
             // Try once more now; if still failing, strict callers hear so.
             self.try_recover();
-        }
-        if self.down.is_some() {
-            return self.refuse_or_keep(batch);
+            if self.down.is_some() {
+                return self.refuse_or_keep(batch);
+            }
         }
         if let Err(e) = self.maybe_rotate() {
             self.fail(e);

@@ -106,7 +106,7 @@ pub fn evaluate(
                 id: None,
                 fingerprint: chain
                     .first()
-                    .map(|c| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(c.as_ref()))),
+                    .map(|c| sekisho_posture::identity::fingerprint_sha256(c)),
             });
         }
     };

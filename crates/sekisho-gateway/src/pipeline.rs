@@ -1219,7 +1219,8 @@ fn tunnel_check(
     let method = method.clone();
     let rid = rid.to_owned();
     // The request is decided again as it would be now; a refusal is the access record of
-    // the withdrawal: the same request ID, decision deny, the rule and reasons of now.
+    // the withdrawal: the same request ID, decision deny, the rule and reasons of now. The
+    // record is made only then (every open tunnel is checked on every reload).
     let check = move |snap: &Snapshot, now: jiff::Timestamp| -> Option<Event> {
         let route = snap
             .routes
@@ -1230,25 +1231,32 @@ fn tunnel_check(
             }
             _ => crate::device::DeviceView::none(),
         };
+        let refused = match route {
+            Some(route) => {
+                let d = decide(
+                    snap,
+                    route,
+                    &target,
+                    &conn,
+                    &method,
+                    identity.as_ref(),
+                    &device,
+                    now,
+                );
+                d.refusal.as_ref()?;
+                Some((route, d))
+            }
+            None => None,
+        };
         let mut rec = AccessRecord::new(snap, &conn, &target, &method, &rid, &device, now);
         rec.event.user = user.clone();
-        let Some(route) = route else {
-            return Some(rec.event(Decision::Deny, None, "no_route", &[], None));
-        };
-        rec.route(route, snap.config.policies.as_deref());
-        let d = decide(
-            snap,
-            route,
-            &target,
-            &conn,
-            &method,
-            identity.as_ref(),
-            &device,
-            now,
-        );
-        d.refusal
-            .is_some()
-            .then(|| rec.event(Decision::Deny, d.rule.clone(), d.why, &d.reasons, None))
+        Some(match refused {
+            Some((route, d)) => {
+                rec.route(route, snap.config.policies.as_deref());
+                rec.event(Decision::Deny, d.rule.clone(), d.why, &d.reasons, None)
+            }
+            None => rec.event(Decision::Deny, None, "no_route", &[], None),
+        })
     };
     (gw.clone(), Arc::new(check))
 }

@@ -100,6 +100,12 @@ pub fn normalize_serial_text(text: &str) -> Option<String> {
     Some(normalize_serial_bytes(&bytes))
 }
 
+/// SHA-256 fingerprint of a DER certificate, lowercase hex: how records and the inventory
+/// name a certificate (also one that failed verification).
+pub fn fingerprint_sha256(cert_der: &[u8]) -> String {
+    hex::encode(Sha256::digest(cert_der))
+}
+
 /// SHA-256 thumbprint of a DER certificate as base64url without padding (`x5t#S256`).
 pub fn x5t_s256(cert_der: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(cert_der))
