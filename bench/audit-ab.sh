@@ -9,13 +9,15 @@
 #   bench/audit-ab.sh /tmp/sekisho-bench.XXXXXX              # 8 pairs, (d) h1/32, 8 s each
 #   PAIRS=12 SECS=5 CASE=public bench/audit-ab.sh WORK [BIN]
 #   VS=/tmp/sekisho-old CONFIG=noaudit bench/audit-ab.sh WORK BIN  # two builds, same config
+#   PROTO=h2 CONNS=256 PAIRS=20 SECS=4 bench/audit-ab.sh WORK BIN  # HTTP/2
 #
 # With VS set, each pair is the build VS against BIN, both with CONFIG (noaudit, sekisho or
 # strict; default noaudit): the change a commit made, in requests/s, on this noisy host.
 # Pinning as in bench/run.sh on 2 CPUs: the upstream nginx and the gateway on CPU 0, the load
 # generator on CPU 1. Printed per run: requests/s and the gateway process's CPU time per
 # request (user + system, all its threads, from /proc); per pair: the change with the trail.
-# Then the median change. Everything listens on 127.0.0.1 only.
+# Then the median change, its interquartile range and a bootstrap 95 % interval of the median
+# (how far the median itself may be off on this host). Everything listens on 127.0.0.1 only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${1:?usage: bench/audit-ab.sh WORK_DIR [BINARY]}
@@ -25,6 +27,8 @@ CASE=${CASE:-device}   # public | session | device
 PAIRS=${PAIRS:-8}
 SECS=${SECS:-8}
 CONNS=${CONNS:-32}
+PROTO=${PROTO:-h1}     # h1 | h2
+case $PROTO in h1 | h2) ;; *) echo "PROTO is h1 or h2" >&2; exit 1 ;; esac
 # shellcheck source=bench/kept-work.sh
 . "$ROOT/bench/kept-work.sh"
 need_files "$BIN" "$WORK/sk/sekisho.yaml" "$WORK/sk/noaudit.yaml"
@@ -42,6 +46,7 @@ one() { # config [binary] → "req/s cpu_us_per_request"
     wait_port "$SEK"
     sleep 0.3
     load_args
+    if [ "$PROTO" = h2 ]; then LOAD_ARGS+=(--h2); fi
     local c0 c1
     c0=$(cpu_ticks "$sk")
     taskset -c "$LAST" "$LOADGEN" run --url "$URL" --connect "$SEK" --ca "$WORK/certs/server-ca.pem" \
@@ -64,12 +69,12 @@ if [ -n "${VS:-}" ]; then
     CONFIG=${CONFIG:-noaudit}
     A=(one "$CONFIG" "$VS")
     B=(one "$CONFIG" "$BIN")
-    echo "== $BIN against $VS ($CONFIG), case $CASE, h1/$CONNS, $SECS s per run, $PAIRS pairs (order alternating)"
+    echo "== $BIN against $VS ($CONFIG), case $CASE, $PROTO/$CONNS, $SECS s per run, $PAIRS pairs (order alternating)"
     what="with $BIN"; before=before; after=after
 else
     A=(one noaudit)
     B=(one sekisho)
-    echo "== $BIN, case $CASE, h1/$CONNS, $SECS s per run, $PAIRS pairs (order alternating)"
+    echo "== $BIN, case $CASE, $PROTO/$CONNS, $SECS s per run, $PAIRS pairs (order alternating)"
     what="with the trail"; before=without; after=with
 fi
 changes=()
@@ -90,7 +95,14 @@ for i in $(seq "$PAIRS"); do
         "$i" "$before" "$off_rps" "$off_cpu" "$after" "$on_rps" "$on_cpu" "$change"
 done
 python3 -c "
-import statistics, sys
+import random, statistics, sys
 c = sorted(float(x) for x in sys.argv[1:])
 print(f'   median change $what: {statistics.median(c):+.1f} % (range {c[0]:+.1f} to {c[-1]:+.1f} %)')
+if len(c) >= 4:
+    q = statistics.quantiles(c, n=4)
+    # Resampling the pairs (a fixed seed, so the same pairs give the same interval).
+    rng = random.Random(1)
+    b = sorted(statistics.median(rng.choices(c, k=len(c))) for _ in range(10000))
+    print(f'   interquartile {q[0]:+.1f} to {q[2]:+.1f} %; 95 % interval of the median '
+          f'{b[250]:+.1f} to {b[9749]:+.1f} % ({len(c)} pairs)')
 " "${changes[@]}"
