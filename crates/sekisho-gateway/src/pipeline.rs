@@ -398,7 +398,12 @@ pub async fn handle(
 
     // The gateway's own endpoints under /.sekisho/ on every route host.
     if target.path.starts_with("/.sekisho/") && snap.routes.has_host(&conn.listener, &target.host) {
-        let out = crate::auth::reserved(&snap, &conn, req, &target, &device, &rid, now).await;
+        // Boxed: login, callback and logout make a future of ≈ 14 KB, and inline it would set
+        // the size of every request's future (see `handle_future_stays_small`).
+        let out = Box::pin(crate::auth::reserved(
+            &snap, &conn, req, &target, &device, &rid, now,
+        ))
+        .await;
         tracing::info!(
             target: "sekisho::access",
             request_id = %rid,
@@ -1574,6 +1579,22 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size of what an async function returns, without calling it.
+    fn future_size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every request's future is as large as the largest step it may take, and its bytes
+    /// are copied several times per request (into an HTTP/2 stream's task, into hyper's
+    /// HTTP/1 dispatcher). The login flow and the session refresh made it 16 KB and cost
+    /// HTTP/2 requests ≈ 6 % of their throughput (docs/performance.md, 2026-12-05 evening);
+    /// they are boxed where they are awaited. If this fails, box the new large step too.
+    #[test]
+    fn handle_future_stays_small() {
+        let size = future_size(handle);
+        assert!(size <= 6 * 1024, "the request future is {size} bytes");
+    }
 
     fn facts(d: &sekisho_audit::DeviceInfo) -> Vec<(&str, &str, Option<u64>)> {
         d.posture

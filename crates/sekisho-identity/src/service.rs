@@ -23,7 +23,7 @@ use crate::login::{UsedStates, clear_login_cookie, login_cookie, open_login};
 use crate::metrics::IdentityMetrics;
 use crate::oidc::{OidcProvider, RefreshError};
 use crate::return_target::safe_return_target;
-use crate::session::{Decoded, SessionManager, SessionMemo, SessionRejection};
+use crate::session::{Decoded, Session, SessionManager, SessionMemo, SessionRejection};
 
 pub use crate::oidc::StepUp;
 
@@ -417,48 +417,14 @@ impl IdentityService {
             if oidc.in_outage(now) {
                 IdentityMetrics::inc(&self.metrics.refresh_deferred);
             } else {
-                let sid = session.data.sid.clone();
-                let now_s = now.as_second();
-                if let Some(prev) = self.refreshes.0.get(&sid).await
-                    && (now_s - prev.0).abs() > REFRESH_SHARE_SECS
-                {
-                    self.refreshes.0.invalidate(&sid).await;
-                }
-                let shared = self
-                    .refreshes
-                    .0
-                    .get_with(sid, async {
-                        let sub = &session.data.claims.sub;
-                        let auth_time = session.data.claims.auth_time;
-                        Arc::new((now_s, oidc.refresh(&rt, sub, auth_time, now).await))
-                    })
-                    .await;
-                match &shared.1 {
-                    Ok((claims, new_rt)) => {
-                        let (claims, new_rt) = (claims.clone(), new_rt.clone());
-                        IdentityMetrics::inc(&self.metrics.refresh_ok);
-                        session.data.claims = claims;
-                        session.data.claims_at = now.as_second();
-                        if new_rt.is_some() {
-                            session.data.refresh_token = new_rt;
-                        }
-                        dirty = true;
-                    }
-                    Err(RefreshError::Unavailable) => {
-                        IdentityMetrics::inc(&self.metrics.refresh_deferred);
-                        tracing::warn!(
-                            "IdP unavailable during claim refresh; keeping the session's claims"
-                        );
-                    }
-                    Err(RefreshError::Rejected(why)) => {
-                        IdentityMetrics::inc(&self.metrics.refresh_rejected);
-                        tracing::info!(reason = %why, "claim refresh refused; ending the session");
-                        self.sessions.revoke(&session);
-                        return SessionOutcome::SessionRejected {
-                            reason: SessionRejection::RefreshRejected,
-                            set_cookies: self.sessions.clear_cookies(),
-                        };
-                    }
+                // Boxed: the refresh (an IdP round trip behind a shared cache entry) makes a
+                // future of ≈ 12 KB, and every request's future is as large as the largest
+                // step it may take. Inline, each request of every route copied those bytes
+                // several times (into its task, into hyper's dispatcher) although a refresh
+                // happens once per session every `claims_max_age`.
+                match Box::pin(self.refresh_claims(&mut session, oidc, rt, now)).await {
+                    Ok(refreshed) => dirty |= refreshed,
+                    Err(rejected) => return rejected,
                 }
             }
         }
@@ -486,6 +452,63 @@ impl IdentityService {
         SessionOutcome::Authenticated {
             identity: self.sessions.identity(session),
             set_cookies,
+        }
+    }
+
+    /// The claim refresh of [`IdentityService::authenticate_session`]: `Ok(true)` when the
+    /// session got fresh claims, `Ok(false)` when it keeps its own (IdP unavailable), `Err`
+    /// with the answer when the IdP refused and the session ends. One refresh per session
+    /// at a time: concurrent requests share the first one's result.
+    async fn refresh_claims(
+        &self,
+        session: &mut Session,
+        oidc: &OidcProvider,
+        rt: String,
+        now: Timestamp,
+    ) -> Result<bool, SessionOutcome> {
+        let sid = session.data.sid.clone();
+        let now_s = now.as_second();
+        if let Some(prev) = self.refreshes.0.get(&sid).await
+            && (now_s - prev.0).abs() > REFRESH_SHARE_SECS
+        {
+            self.refreshes.0.invalidate(&sid).await;
+        }
+        let shared = self
+            .refreshes
+            .0
+            .get_with(sid, async {
+                let sub = &session.data.claims.sub;
+                let auth_time = session.data.claims.auth_time;
+                Arc::new((now_s, oidc.refresh(&rt, sub, auth_time, now).await))
+            })
+            .await;
+        match &shared.1 {
+            Ok((claims, new_rt)) => {
+                let (claims, new_rt) = (claims.clone(), new_rt.clone());
+                IdentityMetrics::inc(&self.metrics.refresh_ok);
+                session.data.claims = claims;
+                session.data.claims_at = now.as_second();
+                if new_rt.is_some() {
+                    session.data.refresh_token = new_rt;
+                }
+                Ok(true)
+            }
+            Err(RefreshError::Unavailable) => {
+                IdentityMetrics::inc(&self.metrics.refresh_deferred);
+                tracing::warn!(
+                    "IdP unavailable during claim refresh; keeping the session's claims"
+                );
+                Ok(false)
+            }
+            Err(RefreshError::Rejected(why)) => {
+                IdentityMetrics::inc(&self.metrics.refresh_rejected);
+                tracing::info!(reason = %why, "claim refresh refused; ending the session");
+                self.sessions.revoke(session);
+                Err(SessionOutcome::SessionRejected {
+                    reason: SessionRejection::RefreshRejected,
+                    set_cookies: self.sessions.clear_cookies(),
+                })
+            }
         }
     }
 
