@@ -1236,7 +1236,8 @@ fn tunnel_check(
             }
             _ => crate::device::DeviceView::none(),
         };
-        let refused = match route {
+        // Still allowed: nothing to record. A route that is gone is a `no_route` refusal.
+        let decided = match route {
             Some(route) => {
                 let d = decide(
                     snap,
@@ -1255,7 +1256,7 @@ fn tunnel_check(
         };
         let mut rec = AccessRecord::new(snap, &conn, &target, &method, &rid, &device, now);
         rec.event.user = user.clone();
-        Some(match refused {
+        Some(match decided {
             Some((route, d)) => {
                 rec.route(route, snap.config.policies.as_deref());
                 rec.event(Decision::Deny, d.rule.clone(), d.why, &d.reasons, None)

@@ -487,7 +487,7 @@ impl IdentityService {
                 let (claims, new_rt) = (claims.clone(), new_rt.clone());
                 IdentityMetrics::inc(&self.metrics.refresh_ok);
                 session.data.claims = claims;
-                session.data.claims_at = now.as_second();
+                session.data.claims_at = now_s;
                 if new_rt.is_some() {
                     session.data.refresh_token = new_rt;
                 }
