@@ -5,6 +5,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
@@ -100,7 +101,7 @@ async fn gateway_login(
     mfa: bool,
     step_up: Option<&StepUp>,
     now: Timestamp,
-) -> VerifiedIdentity {
+) -> Arc<VerifiedIdentity> {
     let start = svc
         .start_login(HOST, "/app", |_, _| true, step_up, &jar.headers(), now)
         .await
@@ -137,7 +138,7 @@ async fn gateway_login(
     done.identity
 }
 
-fn identity(outcome: SessionOutcome) -> VerifiedIdentity {
+fn identity(outcome: SessionOutcome) -> Arc<VerifiedIdentity> {
     match outcome {
         SessionOutcome::Authenticated { identity, .. } => identity,
         other => panic!("expected an identity, got {other:?}"),

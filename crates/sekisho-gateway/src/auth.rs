@@ -17,7 +17,7 @@ use crate::snapshot::{IdentityRuntime, Snapshot};
 /// The result of the identity step.
 pub enum IdentityStep {
     /// Signed in (or anonymous with `None`); `set_cookies` go on the response.
-    Known(Option<VerifiedIdentity>, Vec<HeaderValue>),
+    Known(Option<Arc<VerifiedIdentity>>, Vec<HeaderValue>),
     /// A bearer token was presented and refused: answer this.
     Refused(Response<Body>, &'static str),
 }
@@ -278,7 +278,7 @@ pub struct ReservedOutcome {
     pub response: Response<Body>,
     /// `login`, `login_failed`, `logout`, or `page`.
     pub event: &'static str,
-    pub identity: Option<VerifiedIdentity>,
+    pub identity: Option<Arc<VerifiedIdentity>>,
     pub detail: &'static str,
 }
 
@@ -440,7 +440,7 @@ pub async fn reserved(
                 IdentityStep::Known(i, c) => (i, c),
                 IdentityStep::Refused(r, _) => return plain(r, "whoami_refused"),
             };
-            let mut r = whoami(identity.as_ref(), device, &headers, rid);
+            let mut r = whoami(identity.as_deref(), device, &headers, rid);
             for c in cookies {
                 r.headers_mut().append(header::SET_COOKIE, c);
             }

@@ -94,6 +94,47 @@ pub struct ConnInfo {
     pub assertion: sekisho_identity::AssertionMemo,
     /// The repeating parts of this connection's access records, kept serialised.
     pub audit: RecordMemo,
+    /// The policy's view of the identity this connection proved last (see `PolicyMemo`).
+    pub policy: PolicyMemo,
+}
+
+/// The policy's view ([`sekisho_policy::Identity`]) of the identity a connection's requests
+/// proved last. A session's identity is one shared value per connection and cookie (see
+/// `sekisho_identity::SessionMemo`), so the copy the policy reads is made once for it rather
+/// than for every request (≈ 10 allocations: its strings, groups and claims). Compared by
+/// address: the memo holds the identity, so its address cannot be reused by another while
+/// kept. A bearer token's identity is new on every request and simply misses.
+#[derive(Default)]
+pub struct PolicyMemo(
+    Mutex<
+        Option<(
+            Arc<sekisho_identity::VerifiedIdentity>,
+            Arc<sekisho_policy::Identity>,
+        )>,
+    >,
+);
+
+impl std::fmt::Debug for PolicyMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyMemo(..)")
+    }
+}
+
+impl PolicyMemo {
+    fn get(&self, id: &Arc<sekisho_identity::VerifiedIdentity>) -> Arc<sekisho_policy::Identity> {
+        let mut memo = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((k, v)) = memo.as_ref()
+            && Arc::ptr_eq(k, id)
+        {
+            return v.clone();
+        }
+        let v = Arc::new(crate::auth::policy_identity(id));
+        *memo = Some((id.clone(), v.clone()));
+        v
+    }
 }
 
 /// The request after step 1: canonical host and path, and the query as received.
@@ -421,7 +462,7 @@ pub async fn handle(
             &rid,
             out.event,
             out.detail,
-            out.identity.as_ref(),
+            out.identity.as_deref(),
             &device,
         ) && !crate::audit::record(gw.audit.as_ref(), event, &rid).await
         {
@@ -474,17 +515,17 @@ pub async fn handle(
         }
         _ => (None, Vec::new()),
     };
-    rec.user(identity.as_ref());
+    rec.user(identity.as_deref());
 
     // 5. decide.
-    let policy_identity = identity.as_ref().map(crate::auth::policy_identity);
+    let policy_identity = identity.as_ref().map(|id| conn.policy.get(id));
     let d = decide(
         &snap,
         &route,
         &target,
         &conn,
         req.method(),
-        policy_identity.as_ref(),
+        policy_identity.as_deref(),
         &device,
         now,
     );
@@ -574,7 +615,7 @@ pub async fn handle(
         )
     });
     let who = UpstreamIdentity {
-        identity: identity.as_ref(),
+        identity: identity.as_deref(),
         device_id: device.id.as_deref(),
         now,
         tunnel_check,
@@ -1215,7 +1256,7 @@ fn tunnel_check(
     method: &Method,
     rid: &str,
     (identity, user): (
-        Option<sekisho_policy::Identity>,
+        Option<Arc<sekisho_policy::Identity>>,
         Option<sekisho_audit::Frozen<sekisho_audit::UserInfo>>,
     ),
 ) -> TunnelCheck {
@@ -1245,7 +1286,7 @@ fn tunnel_check(
                     &target,
                     &conn,
                     &method,
-                    identity.as_ref(),
+                    identity.as_deref(),
                     &device,
                     now,
                 );
@@ -1687,6 +1728,37 @@ mod tests {
 
     /// A connection's memo gives the block made before only while what it was made from is
     /// the same: another user, other groups, another rule's reasons each get their own.
+    #[test]
+    fn the_policy_memo_gives_each_identity_its_own_view() {
+        use sekisho_identity::{AuthMethod, VerifiedIdentity};
+        let id = |sub: &str, groups: &[&str]| {
+            Arc::new(VerifiedIdentity::dangerous_unverified(
+                "https://idp.test",
+                sub,
+                groups.iter().map(|g| g.to_string()).collect(),
+                vec!["pwd".into()],
+                AuthMethod::Session,
+            ))
+        };
+        let memo = PolicyMemo::default();
+        let alice = id("alice", &["staff"]);
+        let a = memo.get(&alice);
+        assert_eq!(
+            (a.sub.as_str(), a.groups.as_slice()),
+            ("alice", &["staff".to_string()][..])
+        );
+        assert!(Arc::ptr_eq(&a, &memo.get(&alice)), "made once per identity");
+        // Another identity, even one that reads the same, is looked at afresh.
+        let bob = id("bob", &["finance"]);
+        let b = memo.get(&bob);
+        assert_eq!(
+            (b.sub.as_str(), b.groups.as_slice()),
+            ("bob", &["finance".to_string()][..])
+        );
+        let alice_again = id("alice", &["staff", "admins"]);
+        assert_eq!(memo.get(&alice_again).groups, ["staff", "admins"]);
+    }
+
     #[test]
     fn the_record_memo_never_gives_another_users_or_rules_block() {
         use sekisho_identity::{AuthMethod, VerifiedIdentity};

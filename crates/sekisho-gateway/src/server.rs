@@ -383,7 +383,7 @@ async fn accept_loop(
                 };
                 let _ = stream.set_nodelay(true);
                 let gw = gw.clone();
-                let conn = ConnInfo { listener: name.clone(), zone: zone.clone(), peer, peer_ip: peer.ip().to_string(), tls, sni_host: None, device: Default::default(), session: Default::default(), assertion: Default::default(), audit: Default::default() };
+                let conn = ConnInfo { listener: name.clone(), zone: zone.clone(), peer, peer_ip: peer.ip().to_string(), tls, sni_host: None, device: Default::default(), session: Default::default(), assertion: Default::default(), audit: Default::default(), policy: Default::default() };
                 let limits = limits.clone();
                 let shutdown = shutdown.clone();
                 let gauge = gauge.clone();

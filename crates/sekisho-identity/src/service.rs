@@ -115,7 +115,7 @@ type RefreshResult = Result<(crate::claims::MappedClaims, Option<String>), Refre
 
 /// A finished login.
 pub struct LoginComplete {
-    pub identity: VerifiedIdentity,
+    pub identity: Arc<VerifiedIdentity>,
     /// Safe same-origin path to redirect to (`302 Location`).
     pub return_to: String,
     /// Session cookies and removal of the login cookie (`Set-Cookie`, in order).
@@ -133,14 +133,11 @@ pub struct LogoutResponse {
 }
 
 /// Outcome of the identity step for a request.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one value per request, moved once; boxing would only add an allocation"
-)]
 pub enum SessionOutcome {
     /// Identified; send `set_cookies` with the response (may be empty).
     Authenticated {
-        identity: VerifiedIdentity,
+        /// Shared: a session's identity is made once per connection and cookie.
+        identity: Arc<VerifiedIdentity>,
         set_cookies: Vec<HeaderValue>,
     },
     /// Nobody: no session cookie and no bearer token.
@@ -377,7 +374,7 @@ impl IdentityService {
                 };
                 return match b.verify(token, now).await {
                     Ok(identity) => SessionOutcome::Authenticated {
-                        identity,
+                        identity: Arc::new(identity),
                         set_cookies: Vec::new(),
                     },
                     Err(e) => SessionOutcome::BearerRejected(e),
@@ -486,10 +483,11 @@ impl IdentityService {
             Ok((claims, new_rt)) => {
                 let (claims, new_rt) = (claims.clone(), new_rt.clone());
                 IdentityMetrics::inc(&self.metrics.refresh_ok);
-                session.data.claims = claims;
-                session.data.claims_at = now_s;
+                let data = session.data_mut();
+                data.claims = claims;
+                data.claims_at = now_s;
                 if new_rt.is_some() {
-                    session.data.refresh_token = new_rt;
+                    data.refresh_token = new_rt;
                 }
                 Ok(true)
             }

@@ -16,7 +16,10 @@ use support::*;
 
 fn authenticated(
     outcome: SessionOutcome,
-) -> (sekisho_identity::VerifiedIdentity, Vec<HeaderValue>) {
+) -> (
+    std::sync::Arc<sekisho_identity::VerifiedIdentity>,
+    Vec<HeaderValue>,
+) {
     match outcome {
         SessionOutcome::Authenticated {
             identity,
