@@ -1351,7 +1351,7 @@ async fn forward(
     };
     let upgrade = is_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
 
     // Path: the canonical path, minus the prefix when the route strips it.
     let mut path = target.path.clone();
@@ -1367,75 +1367,94 @@ async fn forward(
         None => path,
     };
 
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 6);
-    let nominated = connection_nominated(&parts.headers);
-    // Every identity-looking header from the client goes, whether or not this gateway signs
-    // anyone in: an upstream behind a public route may still trust such headers. Dropped as
-    // the client's headers are copied, so the gateway's own (set below) are not looked at.
-    let identity_names = crate::auth::identity_header_names(snap);
-    for (name, value) in &parts.headers {
-        if is_hop_by_hop(name)
-            || nominated.contains(name)
-            || name == header::HOST
-            || is_reserved_header(name)
-            || sekisho_identity::is_identity_header(name.as_str(), &identity_names)
-        {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
-    // A trusted proxy in front of us may vouch for the original client and scheme.
+    // The forwarding headers first, from the client's request as received.
     let peer_ip = &conn.peer_ip;
-    let mut xff = peer_ip.clone();
-    let mut proto = if conn.tls {
-        "https".to_owned()
-    } else {
-        "http".to_owned()
-    };
+    let mut xff = std::borrow::Cow::Borrowed(peer_ip.as_str());
+    let mut proto = if conn.tls { "https" } else { "http" };
+    // The client's own value is passed on as it is (shared, not copied) when it is text.
     let mut fwd_host = parts
         .headers
         .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-        .unwrap_or_else(|| target.host.clone());
+        .filter(|v| v.to_str().is_ok())
+        .cloned()
+        .or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        })
+        .or_else(|| HeaderValue::from_str(&target.host).ok());
     if trusted {
         if let Some(prev) = joined(&parts.headers, "x-forwarded-for") {
-            xff = format!("{prev}, {peer_ip}");
+            xff = format!("{prev}, {peer_ip}").into();
         }
-        if let Some(p) = parts
+        match parts
             .headers
             .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            && (p == "https" || p == "http")
+            .map(HeaderValue::as_bytes)
         {
-            proto = p.to_owned();
+            Some(b"https") => proto = "https",
+            Some(b"http") => proto = "http",
+            _ => {}
         }
-        if let Some(h) = parts
-            .headers
-            .get("x-forwarded-host")
-            .and_then(|v| v.to_str().ok())
-            && canonical_host(h).is_some()
+        if let Some(h) = parts.headers.get("x-forwarded-host")
+            && h.to_str().ok().and_then(canonical_host).is_some()
         {
-            fwd_host = h.to_owned();
+            fwd_host = Some(h.clone());
+        }
+    }
+    let upgrade_value = if upgrade {
+        parts.headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    // A refusal from here on still answers in the language and format the client asked for.
+    let asked = respond::Asked::of(&parts.headers);
+
+    // The upstream request carries the client's headers minus those it may not pass on:
+    // removed from the map hyper parsed rather than copied into a new one (usually only
+    // `Host` goes, which the gateway sets itself).
+    let mut headers = std::mem::take(&mut parts.headers);
+    headers.remove(header::HOST);
+    let nominated = connection_nominated(&headers);
+    // Every identity-looking header from the client goes, whether or not this gateway signs
+    // anyone in: an upstream behind a public route may still trust such headers. Removed
+    // before the gateway's own are set below.
+    let identity_names = crate::auth::identity_header_names(snap);
+    let unwanted = |name: &HeaderName| {
+        is_hop_by_hop(name)
+            || nominated.contains(name)
+            || is_reserved_header(name)
+            || sekisho_identity::is_identity_header(name.as_str(), &identity_names)
+    };
+    if headers.keys().any(unwanted) {
+        let names: Vec<HeaderName> = headers.keys().filter(|n| unwanted(n)).cloned().collect();
+        for name in names {
+            headers.remove(&name);
         }
     }
     let host_header = match target.port {
-        Some(p) => format!("{}:{p}", target.host),
-        None => target.host.clone(),
+        Some(p) => HeaderValue::from_str(&format!("{}:{p}", target.host)),
+        None => HeaderValue::from_str(&target.host),
     };
-    let set = |h: &mut HeaderMap, name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(HeaderName::from_static(name), v);
-        }
-    };
-    if !route.upstream_http2 {
-        set(&mut headers, "host", &host_header);
+    if !route.upstream_http2
+        && let Ok(v) = host_header
+    {
+        headers.insert(header::HOST, v);
     }
-    set(&mut headers, "x-forwarded-for", &xff);
-    set(&mut headers, "x-forwarded-proto", &proto);
-    set(&mut headers, "x-forwarded-host", &fwd_host);
-    set(&mut headers, "x-request-id", rid);
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(proto),
+    );
+    if let Some(v) = fwd_host {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
     crate::auth::upstream_identity(
         snap,
         &conn.assertion,
@@ -1448,8 +1467,8 @@ async fn forward(
     );
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        if let Some(u) = parts.headers.get(header::UPGRADE) {
-            headers.insert(header::UPGRADE, u.clone());
+        if let Some(u) = upgrade_value {
+            headers.insert(header::UPGRADE, u);
         }
     }
 
@@ -1476,7 +1495,7 @@ async fn forward(
         Err(_) => {
             return respond::refusal(
                 &Refusal::BadRequest("unforwardable"),
-                &parts.headers,
+                &asked.headers(),
                 rid,
                 true,
             );
@@ -1507,7 +1526,7 @@ async fn forward(
                 ForwardError::ClientBody(_) => (Refusal::BadRequest("bad_request_body"), true),
                 _ => (Refusal::UpstreamUnavailable, false),
             };
-            return respond::refusal(&refusal, &parts.headers, rid, close);
+            return respond::refusal(&refusal, &asked.headers(), rid, close);
         }
     };
 
@@ -1543,12 +1562,12 @@ async fn forward(
             });
         } else {
             // An upstream that switches protocols without being asked is broken.
-            return respond::refusal(&Refusal::UpstreamUnavailable, &parts.headers, rid, false);
+            return respond::refusal(&Refusal::UpstreamUnavailable, &asked.headers(), rid, false);
         }
     }
 
     if route.kind == RouteKind::ScreenTransfer && carries_file(resp.headers()) {
-        return respond::refusal(&Refusal::Forbidden(vec![]), &parts.headers, rid, false);
+        return respond::refusal(&Refusal::Forbidden(vec![]), &asked.headers(), rid, false);
     }
 
     let (mut rparts, rbody) = resp.into_parts();

@@ -176,6 +176,35 @@ fn next_step(code: &str) -> Option<(&'static str, &'static str)> {
 }
 
 /// Whether the client prefers English (first language tag in `Accept-Language`).
+/// What a refusal reads of the request (the language and the format it prefers), kept
+/// apart for when the request's headers have been passed on. Shared, not copied: making one
+/// allocates nothing.
+pub struct Asked {
+    accept: Option<http::HeaderValue>,
+    accept_language: Option<http::HeaderValue>,
+}
+
+impl Asked {
+    pub fn of(headers: &http::HeaderMap) -> Asked {
+        Asked {
+            accept: headers.get(header::ACCEPT).cloned(),
+            accept_language: headers.get(header::ACCEPT_LANGUAGE).cloned(),
+        }
+    }
+
+    /// Request headers to give [`refusal`]: only the two it reads.
+    pub fn headers(&self) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        if let Some(v) = &self.accept {
+            h.insert(header::ACCEPT, v.clone());
+        }
+        if let Some(v) = &self.accept_language {
+            h.insert(header::ACCEPT_LANGUAGE, v.clone());
+        }
+        h
+    }
+}
+
 pub fn prefers_english(headers: &http::HeaderMap) -> bool {
     headers
         .get(header::ACCEPT_LANGUAGE)
