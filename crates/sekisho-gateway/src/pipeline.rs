@@ -1138,11 +1138,11 @@ fn decide(
         };
     };
     let request = sekisho_policy::Request {
-        method: method.as_str().to_owned(),
-        host: target.host.clone(),
-        path: target.path.clone(),
-        zone: route.zone.clone(),
-        route: route.name.clone(),
+        method: method.as_str().into(),
+        host: target.host.as_str().into(),
+        path: target.path.as_str().into(),
+        zone: route.zone.as_str().into(),
+        route: route.name.as_str().into(),
         source_ip: crate::config::canonical_ip(conn.peer.ip()),
     };
     let input = sekisho_policy::Input {

@@ -18,7 +18,7 @@ fn realistic() -> PolicySet {
         .unwrap_or_else(|d| panic!("{}", sekisho_yaml::render_all(&d)))
 }
 
-fn fixtures(now: Timestamp) -> (Identity, Device, Request) {
+fn fixtures(now: Timestamp) -> (Identity, Device, Request<'static>) {
     let id = Identity {
         sub: "tanaka".into(),
         email: Some("tanaka@city.example.lg.jp".into()),

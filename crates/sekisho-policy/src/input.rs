@@ -3,6 +3,7 @@
 //! posture sources) and the request itself. Nothing here does I/O or reads a clock:
 //! `now` is always passed in.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use jiff::Timestamp;
@@ -128,14 +129,18 @@ impl Device {
 
 /// What is being asked for. `path` is the canonical path (the gateway normalises
 /// it once; the same string is routed on, decided on and forwarded).
+///
+/// Its text is borrowed where it can be: the gateway decides on the strings it already holds
+/// for the request and the route (copying them was five allocations per request); a policy
+/// test case owns its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub struct Request<'a> {
     /// Upper-case HTTP method.
-    pub method: String,
-    pub host: String,
-    pub path: String,
-    pub zone: String,
-    pub route: String,
+    pub method: Cow<'a, str>,
+    pub host: Cow<'a, str>,
+    pub path: Cow<'a, str>,
+    pub zone: Cow<'a, str>,
+    pub route: Cow<'a, str>,
     pub source_ip: IpAddr,
 }
 
@@ -146,7 +151,7 @@ pub struct Input<'a> {
     pub identity: Option<&'a Identity>,
     /// `None` is the same as [`Device::UNKNOWN`].
     pub device: Option<&'a Device>,
-    pub request: &'a Request,
+    pub request: &'a Request<'a>,
     pub now: Timestamp,
 }
 

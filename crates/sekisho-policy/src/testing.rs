@@ -75,7 +75,7 @@ pub(crate) const OUTCOMES: &[&str] = &[
 pub struct Scenario {
     pub identity: Option<Identity>,
     pub device: Option<Device>,
-    pub request: Request,
+    pub request: Request<'static>,
     pub now: Timestamp,
 }
 
@@ -504,13 +504,13 @@ fn device(d: &mut Decoder, n: &Node, p: &Path, at: Timestamp) -> Option<Device> 
     ok.then_some(dev)
 }
 
-fn request(d: &mut Decoder, n: Option<&Node>, p: &Path) -> Option<Request> {
+fn request(d: &mut Decoder, n: Option<&Node>, p: &Path) -> Option<Request<'static>> {
     let mut req = Request {
         method: "GET".into(),
         host: "sekisho.example".into(),
         path: "/".into(),
-        zone: String::new(),
-        route: String::new(),
+        zone: "".into(),
+        route: "".into(),
         source_ip: IpAddr::from([127, 0, 0, 1]),
     };
     let Some(n) = n else {
@@ -525,11 +525,11 @@ fn request(d: &mut Decoder, n: Option<&Node>, p: &Path) -> Option<Request> {
             continue;
         };
         match key {
-            "method" => req.method = s.to_ascii_uppercase(),
-            "host" => req.host = s,
-            "path" => req.path = s,
-            "zone" => req.zone = s,
-            "route" => req.route = s,
+            "method" => req.method = s.to_ascii_uppercase().into(),
+            "host" => req.host = s.into(),
+            "path" => req.path = s.into(),
+            "zone" => req.zone = s.into(),
+            "route" => req.route = s.into(),
             "source_ip" => match s.parse() {
                 Ok(ip) => req.source_ip = ip,
                 Err(_) => {

@@ -49,7 +49,7 @@ fn managed_pc() -> Device {
     }
 }
 
-fn request(path: &str) -> Request {
+fn request(path: &str) -> Request<'_> {
     Request {
         method: "GET".into(),
         host: "portal.example".into(),

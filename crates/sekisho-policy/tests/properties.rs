@@ -88,7 +88,7 @@ fn compile(policies: &[(&str, &RawPolicy)]) -> Option<PolicySet> {
 struct Scenario {
     identity: Option<Identity>,
     device: Option<Device>,
-    request: Request,
+    request: Request<'static>,
     now: Timestamp,
 }
 
@@ -298,8 +298,8 @@ fn an_empty_policy_file_set_has_no_policies_and_an_empty_policy_denies() {
             method: "GET".into(),
             host: "h".into(),
             path: "/".into(),
-            zone: String::new(),
-            route: String::new(),
+            zone: "".into(),
+            route: "".into(),
             source_ip: IpAddr::from([127, 0, 0, 1]),
         },
         now: "2026-04-14T01:00:00Z".parse().unwrap(),
