@@ -386,9 +386,10 @@ impl SessionManager {
         if count == 0 || count > self.max_chunks() {
             return Err(SessionRejection::Invalid);
         }
-        let mut sealed = part0.to_owned();
+        // One chunk (the usual case) is read where it is; only chunks are joined.
+        let mut sealed = std::borrow::Cow::Borrowed(part0);
         for i in 1..count {
-            sealed.push_str(
+            sealed.to_mut().push_str(
                 pairs
                     .get(&self.chunk_name(i))
                     .ok_or(SessionRejection::Invalid)?,
@@ -411,7 +412,12 @@ impl SessionManager {
         let mut session = Session::new(data);
         if let Some(m) = memo {
             let identity = Arc::new(self.identity_of(&session.data));
-            m.put(sealed, opener, session.data.clone(), identity.clone());
+            m.put(
+                sealed.into_owned(),
+                opener,
+                session.data.clone(),
+                identity.clone(),
+            );
             session.identity = Some(identity);
         }
         Ok(Some(session))
