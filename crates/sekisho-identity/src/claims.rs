@@ -45,7 +45,56 @@ pub struct VerifiedIdentity {
     pub(crate) expires: Option<Timestamp>,
     pub(crate) claims_at: Option<Timestamp>,
     pub(crate) method: AuthMethod,
+    /// The upstream header values made from the fields above, on first use.
+    pub(crate) headers: HeaderCache,
     _proof: Proof,
+}
+
+/// The identity's upstream header values (user, e-mail, groups joined), made once: a
+/// session's identity is shared by every request its connection sends with the same
+/// cookie, and making the three values was three allocations and a join per request.
+/// Derived data: equal for equal identities, and a clone starts empty (a clone may be
+/// changed, in this crate, before it is used).
+#[derive(Default)]
+pub(crate) struct HeaderCache(std::sync::OnceLock<IdentityHeaderValues>);
+
+pub(crate) struct IdentityHeaderValues {
+    pub(crate) user: Option<http::HeaderValue>,
+    pub(crate) email: Option<http::HeaderValue>,
+    pub(crate) groups: Option<http::HeaderValue>,
+}
+
+impl HeaderCache {
+    pub(crate) fn get(&self, id: &VerifiedIdentity) -> &IdentityHeaderValues {
+        self.0.get_or_init(|| IdentityHeaderValues {
+            user: http::HeaderValue::from_str(&id.sub).ok(),
+            email: id
+                .email
+                .as_deref()
+                .and_then(|e| http::HeaderValue::from_str(e).ok()),
+            groups: http::HeaderValue::from_str(&id.groups.join(",")).ok(),
+        })
+    }
+}
+
+impl Clone for HeaderCache {
+    fn clone(&self) -> Self {
+        HeaderCache::default()
+    }
+}
+
+impl PartialEq for HeaderCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for HeaderCache {}
+
+impl std::fmt::Debug for HeaderCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
 }
 
 impl VerifiedIdentity {
@@ -122,6 +171,7 @@ impl VerifiedIdentity {
             expires: None,
             claims_at: None,
             method,
+            headers: HeaderCache::default(),
             _proof: Proof(()),
         }
     }
@@ -239,6 +289,7 @@ impl MappedClaims {
             expires,
             claims_at,
             method,
+            headers: HeaderCache::default(),
             _proof: Proof(()),
         }
     }

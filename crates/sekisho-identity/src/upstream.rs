@@ -245,20 +245,15 @@ pub fn set_identity_headers(
     email_header: Option<&HeaderName>,
     groups_header: Option<&HeaderName>,
 ) {
-    if let Some(h) = user_header
-        && let Ok(v) = HeaderValue::from_str(identity.sub())
-    {
-        headers.insert(h.clone(), v);
-    }
-    if let (Some(h), Some(e)) = (email_header, identity.email())
-        && let Ok(v) = HeaderValue::from_str(e)
-    {
-        headers.insert(h.clone(), v);
-    }
-    if let Some(h) = groups_header
-        && let Ok(v) = HeaderValue::from_str(&identity.groups().join(","))
-    {
-        headers.insert(h.clone(), v);
+    let values = identity.headers.get(identity);
+    for (name, value) in [
+        (user_header, &values.user),
+        (email_header, &values.email),
+        (groups_header, &values.groups),
+    ] {
+        if let (Some(h), Some(v)) = (name, value) {
+            headers.insert(h.clone(), v.clone());
+        }
     }
 }
 
@@ -902,6 +897,38 @@ mod tests {
             vec![],
             method,
         )
+    }
+
+    #[test]
+    fn identity_headers_carry_the_identity_and_a_changed_copy_its_own() {
+        let names = [
+            HeaderName::from_static("x-sekisho-user"),
+            HeaderName::from_static("x-sekisho-email"),
+            HeaderName::from_static("x-sekisho-groups"),
+        ];
+        let set = |id: &VerifiedIdentity| {
+            let mut h = HeaderMap::new();
+            set_identity_headers(&mut h, id, Some(&names[0]), Some(&names[1]), Some(&names[2]));
+            h
+        };
+        let alice = alice_in(&["staff", "finance"], AuthMethod::Session);
+        let first = set(&alice);
+        assert_eq!(first["x-sekisho-user"], "alice");
+        assert_eq!(first["x-sekisho-groups"], "staff,finance");
+        assert!(!first.contains_key("x-sekisho-email"), "no e-mail, no header");
+        // Made once per identity: the next request gets the same values.
+        assert_eq!(set(&alice), first);
+        // A copy changed after the first use carries its own values, not the cached ones.
+        let mut changed = alice.clone();
+        changed.email = Some("alice@city.example.jp".into());
+        changed.groups = vec!["admins".into()];
+        let h = set(&changed);
+        assert_eq!(h["x-sekisho-email"], "alice@city.example.jp");
+        assert_eq!(h["x-sekisho-groups"], "admins");
+        // Only the configured headers are set.
+        let mut only_user = HeaderMap::new();
+        set_identity_headers(&mut only_user, &alice, Some(&names[0]), None, None);
+        assert_eq!(only_user.len(), 1);
     }
 
     fn decoded(signer: &AssertionSigner, jwt: &str, aud: &str) -> AssertionClaims {
