@@ -63,7 +63,10 @@ fn validate_name(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 253 {
         return Err("empty or longer than 253 characters".into());
     }
-    if s.parse::<std::net::IpAddr>().is_ok() {
+    // Only digits and dots (IPv4) or a colon (IPv6) can make an IP literal: a name is not
+    // handed to the address parsers, which for every request's host was ≈ 300 instructions.
+    let maybe_ip = s.contains(':') || s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if maybe_ip && s.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
     }
     for label in s.split('.') {
