@@ -20,6 +20,7 @@ WORK=${1:?usage: bench/callgrind.sh WORK_DIR [BINARY ...]}
 shift
 CASE=${CASE:-device}            # public | session | device
 CONFIG=${CONFIG:-sekisho}       # sekisho (audit batched) | noaudit | strict
+PROTO=${PROTO:-h1}              # h1 | h2 (one stream per connection, as in bench/run.sh)
 REQUESTS=${REQUESTS:-2000}
 WARMUP=${WARMUP:-5}             # seconds: TLS handshakes, pools and caches first
 RATE=${RATE:-100}
@@ -36,6 +37,7 @@ start_upstream
 
 load() { # seconds
     load_args
+    [ "$PROTO" = h2 ] && LOAD_ARGS+=(--h2)
     "$LOADGEN" run --url "$URL" --connect "$SEK" --ca "$WORK/certs/server-ca.pem" "${LOAD_ARGS[@]}" \
         -c 4 --rate "$RATE" -d "$1" --warmup 0 \
         --json "$WORK/callgrind-load.json" >/dev/null
@@ -62,7 +64,7 @@ for bin in "$@"; do
     dump=$(ls -t "$out".* 2>/dev/null | head -1)
     [ -n "$dump" ] || { echo "no callgrind dump for $bin" >&2; exit 1; }
     total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
-    echo "== $bin ($CASE, $CONFIG): $ok requests answered 2xx (non-2xx $non2xx, errors $errors)"
+    echo "== $bin ($CASE, $CONFIG, $PROTO): $ok requests answered 2xx (non-2xx $non2xx, errors $errors)"
     python3 -c "print(f'   {int($total) / max($ok, 1):,.0f} instructions per request (whole process)')"
     for mode in no yes; do
         callgrind_annotate --inclusive=$mode --threshold=100 "$dump" 2>/dev/null >"$out.annotate-$mode"
