@@ -135,6 +135,18 @@ impl PolicyMemo {
         *memo = Some((id.clone(), v.clone()));
         v
     }
+
+    /// Drops what is kept: a request without an identity (signed out, or its session
+    /// refused) leaves nothing of the last one behind.
+    fn clear(&self) {
+        let mut memo = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if memo.is_some() {
+            *memo = None;
+        }
+    }
 }
 
 /// The request after step 1: canonical host and path, and the query as received.
@@ -518,7 +530,13 @@ pub async fn handle(
     rec.user(identity.as_deref());
 
     // 5. decide.
-    let policy_identity = identity.as_ref().map(|id| conn.policy.get(id));
+    let policy_identity = match &identity {
+        Some(id) => Some(conn.policy.get(id)),
+        None => {
+            conn.policy.clear();
+            None
+        }
+    };
     let d = decide(
         &snap,
         &route,
@@ -1413,7 +1431,9 @@ async fn forward(
 
     // The upstream request carries the client's headers minus those it may not pass on:
     // removed from the map hyper parsed rather than copied into a new one (usually only
-    // `Host` goes, which the gateway sets itself).
+    // `Host` goes, which the gateway sets itself). A removal may change the order of
+    // differently named fields (`HeaderMap::remove` swaps the last entry into the gap); the
+    // values of one name keep theirs, which is the order that has meaning (RFC 9110 §5.3).
     let mut headers = std::mem::take(&mut parts.headers);
     headers.remove(header::HOST);
     let nominated = connection_nominated(&headers);
@@ -1745,8 +1765,8 @@ mod tests {
         );
     }
 
-    /// A connection's memo gives the block made before only while what it was made from is
-    /// the same: another user, other groups, another rule's reasons each get their own.
+    /// The policy's view is made once per identity value (a session's, shared by its
+    /// connection's requests) and never given for another.
     #[test]
     fn the_policy_memo_gives_each_identity_its_own_view() {
         use sekisho_identity::{AuthMethod, VerifiedIdentity};
@@ -1767,7 +1787,12 @@ mod tests {
             ("alice", &["staff".to_string()][..])
         );
         assert!(Arc::ptr_eq(&a, &memo.get(&alice)), "made once per identity");
-        // Another identity, even one that reads the same, is looked at afresh.
+        // Another identity, even one that reads the same, is looked at afresh: the memo
+        // compares the value it was made from, not its contents.
+        let alice_twin = id("alice", &["staff"]);
+        let twin = memo.get(&alice_twin);
+        assert!(!Arc::ptr_eq(&a, &twin));
+        assert_eq!(*twin, *a);
         let bob = id("bob", &["finance"]);
         let b = memo.get(&bob);
         assert_eq!(
@@ -1778,6 +1803,8 @@ mod tests {
         assert_eq!(memo.get(&alice_again).groups, ["staff", "admins"]);
     }
 
+    /// A connection's memo gives the block made before only while what it was made from is
+    /// the same: another user, other groups, another rule's reasons each get their own.
     #[test]
     fn the_record_memo_never_gives_another_users_or_rules_block() {
         use sekisho_identity::{AuthMethod, VerifiedIdentity};

@@ -175,7 +175,6 @@ fn next_step(code: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
-/// Whether the client prefers English (first language tag in `Accept-Language`).
 /// What a refusal reads of the request (the language and the format it prefers), kept
 /// apart for when the request's headers have been passed on. Shared, not copied: making one
 /// allocates nothing.
@@ -205,6 +204,7 @@ impl Asked {
     }
 }
 
+/// Whether the client prefers English (first language tag in `Accept-Language`).
 pub fn prefers_english(headers: &http::HeaderMap) -> bool {
     headers
         .get(header::ACCEPT_LANGUAGE)

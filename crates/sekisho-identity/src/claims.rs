@@ -65,6 +65,12 @@ pub(crate) struct IdentityHeaderValues {
 }
 
 impl HeaderCache {
+    /// Whether the values have been made (for tests).
+    #[cfg(test)]
+    pub(crate) fn is_made(&self) -> bool {
+        self.0.get().is_some()
+    }
+
     pub(crate) fn get(&self, id: &VerifiedIdentity) -> &IdentityHeaderValues {
         self.0.get_or_init(|| IdentityHeaderValues {
             user: http::HeaderValue::from_str(&id.sub).ok(),

@@ -908,15 +908,25 @@ mod tests {
         ];
         let set = |id: &VerifiedIdentity| {
             let mut h = HeaderMap::new();
-            set_identity_headers(&mut h, id, Some(&names[0]), Some(&names[1]), Some(&names[2]));
+            set_identity_headers(
+                &mut h,
+                id,
+                Some(&names[0]),
+                Some(&names[1]),
+                Some(&names[2]),
+            );
             h
         };
         let alice = alice_in(&["staff", "finance"], AuthMethod::Session);
         let first = set(&alice);
         assert_eq!(first["x-sekisho-user"], "alice");
         assert_eq!(first["x-sekisho-groups"], "staff,finance");
-        assert!(!first.contains_key("x-sekisho-email"), "no e-mail, no header");
-        // Made once per identity: the next request gets the same values.
+        assert!(
+            !first.contains_key("x-sekisho-email"),
+            "no e-mail, no header"
+        );
+        // Made once per identity and kept: the next request gets the same values.
+        assert!(alice.headers.is_made(), "kept after the first use");
         assert_eq!(set(&alice), first);
         // A copy changed after the first use carries its own values, not the cached ones.
         let mut changed = alice.clone();
