@@ -5,6 +5,7 @@
 #   KEEP_WORK=1 SKIP_INSTALL=1 TARGETS=sekisho-device CONNS=32 PROTOS=h1 DURATION=2 bench/run.sh
 #   bench/callgrind.sh /tmp/sekisho-bench.XXXXXX                   # (d), audit on, release build
 #   CASE=public CONFIG=noaudit bench/callgrind.sh WORK BIN_A BIN_B  # two builds side by side
+#   PROTO=h2 CONFIG=noaudit bench/callgrind.sh WORK                 # HTTP/2 requests
 #
 # The work directory is one that `bench/run.sh` kept (certificates, configurations, the
 # upstream nginx's configuration). For each binary (default: the release build in
