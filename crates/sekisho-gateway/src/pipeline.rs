@@ -139,13 +139,10 @@ impl PolicyMemo {
     /// Drops what is kept: a request without an identity (signed out, or its session
     /// refused) leaves nothing of the last one behind.
     fn clear(&self) {
-        let mut memo = self
-            .0
+        self.0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if memo.is_some() {
-            *memo = None;
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
     }
 }
 
@@ -1460,14 +1457,15 @@ async fn forward(
             headers.remove(&name);
         }
     }
-    let host_header = match target.port {
-        Some(p) => HeaderValue::from_str(&format!("{}:{p}", target.host)),
-        None => HeaderValue::from_str(&target.host),
-    };
-    if !route.upstream_http2
-        && let Ok(v) = host_header
-    {
-        headers.insert(header::HOST, v);
+    // An HTTP/2 upstream is addressed by `:authority`, made from the pool's base URI.
+    if !route.upstream_http2 {
+        let host = match target.port {
+            Some(p) => HeaderValue::from_str(&format!("{}:{p}", target.host)),
+            None => HeaderValue::from_str(&target.host),
+        };
+        if let Ok(v) = host {
+            headers.insert(header::HOST, v);
+        }
     }
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(HeaderName::from_static("x-forwarded-for"), v);
@@ -1673,11 +1671,6 @@ mod tests {
         std::mem::size_of::<F>()
     }
 
-    /// Every request's future is as large as the largest step it may take, and its bytes
-    /// are copied several times per request (into an HTTP/2 stream's task, into hyper's
-    /// HTTP/1 dispatcher). The login flow and the session refresh made it 16 KB and cost
-    /// HTTP/2 requests ≈ 6 % of their throughput (docs/performance.md, 2026-12-05 evening);
-    /// they are boxed where they are awaited. If this fails, box the new large step too.
     #[test]
     fn request_ids_are_fresh_v7_uuids_unless_a_trusted_proxy_gave_one() {
         let mut h = HeaderMap::new();
@@ -1690,6 +1683,11 @@ mod tests {
         assert_eq!(request_id(&h, true), "front-42");
     }
 
+    /// Every request's future is as large as the largest step it may take, and its bytes
+    /// are copied several times per request (into an HTTP/2 stream's task, into hyper's
+    /// HTTP/1 dispatcher). The login flow and the session refresh made it 16 KB and cost
+    /// HTTP/2 requests ≈ 6 % of their throughput (docs/performance.md, 2026-12-05 evening);
+    /// they are boxed where they are awaited. If this fails, box the new large step too.
     #[test]
     fn handle_future_stays_small() {
         let size = future_size(handle);

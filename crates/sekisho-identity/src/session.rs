@@ -573,17 +573,32 @@ impl SessionManager {
     pub fn identity(&self, session: Session) -> Arc<VerifiedIdentity> {
         match session.identity {
             Some(identity) => identity,
-            None => Arc::new(self.identity_of(&session.data)),
+            // Not shared with a memo (a login, a changed session): the claims move.
+            None => {
+                let d = Arc::unwrap_or_clone(session.data);
+                Arc::new(self.identity_from(d.claims, d.seen, d.expires, d.claims_at))
+            }
         }
     }
 
+    /// The identity `d` proves, for a memo that keeps `d` too (the claims are copied).
     fn identity_of(&self, d: &SessionData) -> VerifiedIdentity {
-        let idle_end = d.seen + self.cfg.idle_timeout.as_secs() as i64;
-        d.claims.clone().into_identity(
+        self.identity_from(d.claims.clone(), d.seen, d.expires, d.claims_at)
+    }
+
+    fn identity_from(
+        &self,
+        claims: MappedClaims,
+        seen: i64,
+        expires: i64,
+        claims_at: i64,
+    ) -> VerifiedIdentity {
+        let idle_end = seen + self.cfg.idle_timeout.as_secs() as i64;
+        claims.into_identity(
             &self.issuer,
             AuthMethod::Session,
-            Timestamp::from_second(d.expires.min(idle_end)).ok(),
-            Timestamp::from_second(d.claims_at).ok(),
+            Timestamp::from_second(expires.min(idle_end)).ok(),
+            Timestamp::from_second(claims_at).ok(),
         )
     }
 }
