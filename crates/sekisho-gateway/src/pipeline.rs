@@ -1371,7 +1371,8 @@ async fn forward(
     let Some(pool) = snap.pools.get(&route.name) else {
         return respond::refusal(&Refusal::UpstreamUnavailable, req.headers(), rid, false);
     };
-    let upgrade = is_upgrade(&req);
+    // `handle` made the tunnel check exactly when the request is an upgrade: asked once.
+    let upgrade = who.tunnel_check.is_some();
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
 

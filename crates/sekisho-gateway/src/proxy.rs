@@ -629,13 +629,18 @@ impl HttpBody for Reclaim {
 }
 
 pin_project_lite::pin_project! {
-    /// Ends a body with an error when no frame arrives within `idle`, so a stalled
-    /// upstream or client cannot hold a connection forever.
+    /// Ends a body with an error when no frame arrives within `idle` of the gateway starting
+    /// to wait for one, so a stalled upstream or client cannot hold a connection forever.
+    ///
+    /// The timer is made only when the body makes the gateway wait (`Pending`) and dropped
+    /// when a frame comes. Most bodies on the hot path never wait — a GET's empty request
+    /// body, a small response that arrives with its head — and a timer made up front cost
+    /// each of them a clock read, the runtime handle and a timer-wheel entry.
     pub struct IdleTimeout<B> {
         #[pin]
         inner: B,
         #[pin]
-        sleep: tokio::time::Sleep,
+        sleep: Option<tokio::time::Sleep>,
         idle: Duration,
     }
 }
@@ -644,7 +649,7 @@ impl<B> IdleTimeout<B> {
     pub fn new(inner: B, idle: Duration) -> IdleTimeout<B> {
         IdleTimeout {
             inner,
-            sleep: tokio::time::sleep(idle),
+            sleep: None,
             idle,
         }
     }
@@ -669,14 +674,21 @@ where
         let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = tokio::time::Instant::now() + *this.idle;
-                this.sleep.as_mut().reset(deadline);
+                // The wait is over: the next one starts its own clock.
+                this.sleep.set(None);
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.sleep.poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(IdleTimeoutError(*this.idle))))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                if this.sleep.is_none() {
+                    this.sleep.set(Some(tokio::time::sleep(*this.idle)));
+                }
+                match this.sleep.as_pin_mut().map(|s| s.poll(cx)) {
+                    Some(Poll::Ready(())) => {
+                        Poll::Ready(Some(Err(Box::new(IdleTimeoutError(*this.idle)))))
+                    }
+                    _ => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -686,5 +698,84 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::time::Instant;
+
+    /// A body fed by hand: each message on the channel is one data frame.
+    struct Fed(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl HttpBody for Fed {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    const IDLE: Duration = Duration::from_secs(30);
+
+    fn is_idle_error(r: Option<Result<Frame<Bytes>, BoxError>>) -> bool {
+        matches!(r, Some(Err(e)) if e.is::<IdleTimeoutError>())
+    }
+
+    /// A body that sends nothing is ended with the idle error exactly `idle` after the
+    /// gateway began to wait (the runtime's clock is paused and jumps to the timer).
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_ends_after_the_idle_time() {
+        let (_tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut body = std::pin::pin!(IdleTimeout::new(Fed(rx), IDLE));
+        let started = Instant::now();
+        assert!(is_idle_error(body.frame().await));
+        assert_eq!(started.elapsed(), IDLE);
+    }
+
+    /// The clock runs only while the gateway waits: a frame that was ready long after the
+    /// body was made (the client read slowly) is delivered, and the next wait gets the full
+    /// idle time again.
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_clock_starts_when_the_gateway_waits() {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let mut body = std::pin::pin!(IdleTimeout::new(Fed(rx), IDLE));
+        tx.send(Bytes::from_static(b"first")).await.unwrap();
+        tokio::time::sleep(IDLE * 3).await;
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "first");
+        assert!(body.sleep.is_none(), "no timer for a frame that was ready");
+
+        let fed = tokio::spawn(async move {
+            tokio::time::sleep(IDLE - Duration::from_secs(1)).await;
+            tx.send(Bytes::from_static(b"second")).await.unwrap();
+            tx
+        });
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(
+            frame.into_data().unwrap(),
+            "second",
+            "1 s inside the idle time"
+        );
+        let _tx = fed.await.unwrap();
+
+        let started = Instant::now();
+        assert!(is_idle_error(body.frame().await));
+        assert_eq!(started.elapsed(), IDLE);
+    }
+
+    /// The end of a body is passed on, and a finished body holds no timer.
+    #[tokio::test(start_paused = true)]
+    async fn the_end_of_a_body_is_passed_on() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut body = std::pin::pin!(IdleTimeout::new(Fed(rx), IDLE));
+        drop(tx);
+        assert!(body.frame().await.is_none());
+        assert!(body.sleep.is_none());
     }
 }
