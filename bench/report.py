@@ -29,12 +29,29 @@ NOTE_KEYS = {
 }
 
 
-def load(res, t, p, c):
-    f = os.path.join(res, f"{t}-{p}-{c}.json")
+def load_one(f):
     if not os.path.exists(f):
         return None
     with open(f) as fh:
         return json.load(fh)
+
+
+def load(res, t, p, c):
+    """A cell: with several rounds (`ROUNDS` in bench/run.sh: res/round2, res/round3, …), the
+    round with the median requests/s — its latencies are that run's own, not a mix — with the
+    requests/s of every round in `rounds`. A failed round counts below every other."""
+    name = f"{t}-{p}-{c}.json"
+    runs = [d for d in (load_one(os.path.join(r, name)) for r in [res] + round_dirs(res)) if d is not None]
+    if not runs:
+        return None
+    ordered = sorted(runs, key=lambda d: -1 if d.get("failed") else d["rps"])
+    median = dict(ordered[(len(ordered) - 1) // 2])
+    median["rounds"] = [None if d.get("failed") else d["rps"] for d in runs]
+    return median
+
+
+def round_dirs(res):
+    return sorted(glob.glob(os.path.join(res, "round*")), key=lambda d: int(d.rsplit("round", 1)[1] or 0))
 
 
 def load_paced(res, t):
@@ -94,8 +111,14 @@ def main():
                f"HTTP/2 = 1 stream per connection); {a.pinning}. One worker process for nginx; "
                f"Apache event MPM; Sekisho's tokio runtime sees only the pinned CPU.")
     out.append("")
-    out.append("| target | proto | conns | req/s | × nginx proxy | p50 ms | p99 ms | p99 added vs direct | non-2xx / errors |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    rounds = 1 + len(round_dirs(a.res))
+    if rounds > 1:
+        out.append(f"Each cell was measured in {rounds} rounds (every target once per round, in turn); the table "
+                   f"shows the round with the median requests/s, and the last column every round's requests/s.")
+        out.append("")
+    out.append("| target | proto | conns | req/s | × nginx proxy | p50 ms | p99 ms | p99 added vs direct | non-2xx / errors |"
+               + (" req/s per round |" if rounds > 1 else ""))
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---|" + ("---|" if rounds > 1 else ""))
     summary = []
     for t, desc in TARGETS:
         rows = []
@@ -104,7 +127,7 @@ def main():
             if d is None:
                 continue
             if d.get("failed"):
-                rows.append(f"| {desc} | {p} | {c} | failed | | | | | |")
+                rows.append(f"| {desc} | {p} | {c} | failed | | | | | |" + (" |" if rounds > 1 else ""))
                 continue
             ref = load(a.res, "nginx", p, c)
             direct = load(a.res, "direct", p, c)
@@ -114,9 +137,13 @@ def main():
             bad = f"{d['non_2xx']} / {d['errors']}"
             if d.get("statuses"):
                 bad += " (" + ", ".join(f"{k}×{v}" for k, v in d["statuses"].items()) + ")"
+            per_round = ""
+            if rounds > 1:
+                per_round = " " + " · ".join("failed" if r is None else f"{r:.0f}" for r in d["rounds"]) + " |"
             rows.append(f"| {desc} | {p} | {c} | {d['rps']:.0f} | {ratio} | {d['latency_ms']['p50']:.2f} | "
-                        f"{d['latency_ms']['p99']:.2f} | {added} | {bad} |")
+                        f"{d['latency_ms']['p99']:.2f} | {added} | {bad} |{per_round}")
             summary.append({"target": t, "proto": p, "conns": int(c), "rps": round(d["rps"], 1),
+                            "rps_rounds": [None if r is None else round(r, 1) for r in d["rounds"]],
                             "p50_ms": d["latency_ms"]["p50"], "p99_ms": d["latency_ms"]["p99"],
                             "non_2xx": d["non_2xx"], "errors": d["errors"]})
         if not rows:

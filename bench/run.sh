@@ -5,6 +5,7 @@
 #   DURATION=5 bench/run.sh      # shorter cells
 #   CONNS="32" PROTOS="h1" bench/run.sh   # a subset
 #   SKIP_INSTALL=1 SKIP_BUILD=1 bench/run.sh
+#   ROUNDS=3 bench/run.sh        # all targets three times over; each cell's median is reported
 #
 # It installs nginx, wrk, nghttp2-client (h2load), apache2 and libapache2-mod-auth-openidc
 # from Debian when missing, builds Sekisho and bench/loadgen in release (into
@@ -27,6 +28,7 @@ CONNS=${CONNS:-"32 256"}
 PROTOS=${PROTOS:-"h1 h2"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 PACED_RATE=${PACED_RATE:-2000}   # req/s for the latency table (below every target's capacity)
+ROUNDS=${ROUNDS:-1}              # >1: repeat every target's cells, report each cell's median
 TARGETS=${TARGETS:-"direct nginx nginx-mtls floor apache sekisho-public sekisho-bearer sekisho-session sekisho-device"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=$ROOT/bench/results
@@ -563,54 +565,6 @@ declare -A NOTE
 
 want() { [[ " $TARGETS " == *" $1 "* ]]; }
 
-if want direct; then
-    log "direct (upstream nginx over TLS)"
-    measure direct "$UP_PID" "https://bench.localhost/" "$UP_TLS"
-fi
-
-if want nginx || want nginx-mtls; then
-    PX_PID=$(start_bg nginx-proxy nginx -c "$WORK/px/nginx.conf" -g 'daemon off;')
-    wait_port "$NGINX_PLAIN"
-    if want nginx; then
-        log "nginx plain TLS proxy"
-        measure nginx "$PX_PID" "https://bench.localhost/" "$NGINX_PLAIN"
-    fi
-    if want nginx-mtls; then
-        log "nginx with client-certificate verification"
-        measure nginx-mtls "$PX_PID" "https://bench.localhost/" "$NGINX_MTLS" --cert "$DEV_CERT" --key "$DEV_KEY"
-    fi
-    # Idle connections last, so the peaks above are not inflated by memory kept from them.
-    want nginx && idle_rss nginx "$PX_PID" "https://bench.localhost/" "$NGINX_PLAIN"
-    stop_pid "$PX_PID"
-fi
-
-if want floor; then
-    # What the same crates cost with nothing of Sekisho's own on the path: the gap between
-    # this row and nginx is the stack's, the gap between this row and Sekisho (a) is Sekisho's.
-    FL_PID=$(start_bg floor "$LOADGEN" floor --listen "$FLOOR" --cert "$WORK/certs/server.pem" \
-        --key "$WORK/certs/server.key" --upstream "$UP_HTTP")
-    wait_port "$FLOOR"
-    log "stack floor (bare hyper + rustls proxy)"
-    measure floor "$FL_PID" "https://bench.localhost/" "$FLOOR"
-    stop_pid "$FL_PID"
-fi
-
-if want apache; then
-    if apache2 -t -f "$WORK/ap/httpd.conf" >"$WORK/ap/configtest" 2>&1; then
-        AP_PID=$(start_bg apache apache2 -f "$WORK/ap/httpd.conf" -DFOREGROUND)
-        wait_port "$APACHE"
-        code=$(loadgen run --url https://bench.localhost/ --connect "$APACHE" "${LG_COMMON[@]}" -c 1 -d 0.5 --warmup 0 --json "$WORK/probe.json" >/dev/null 2>&1; python3 -c "import json,sys; d=json.load(open('$WORK/probe.json')); print(','.join(d['statuses']) or 'ok')" 2>/dev/null || echo "?")
-        NOTE[apache]="without a token: $code"
-        log "Apache + mod_auth_openidc (probe without token: $code)"
-        measure apache "$AP_PID" "https://bench.localhost/" "$APACHE" -H "Authorization: Bearer $JWT"
-        idle_rss apache "$AP_PID" "https://bench.localhost/" "$APACHE" -H "Authorization: Bearer $JWT"
-        stop_pid "$AP_PID"
-    else
-        NOTE[apache]="config test failed: $(head -3 "$WORK/ap/configtest" | tr '\n' ' ')"
-        log "${NOTE[apache]}"
-    fi
-fi
-
 # Which Sekisho features does this build accept? (`sekisho check` is the loader `serve` runs.)
 check_level() { # level audit → 0 if the config checks
     sek_config "$1" "${2:-batched}" >"$WORK/sk/level$1.yaml"
@@ -694,20 +648,86 @@ run_sekisho() { # config-file suffix for results
     fi
     stop_pid "$SK_PID"
 }
-run_sekisho "$WORK/sk/sekisho.yaml" ""
-if [ "$AUDIT_OK" = 1 ] && [ "$LEVEL" -ge 3 ] && [ -f "$RES/sekisho-device.peak_rss" ]; then
-    sek_config 3 strict >"$WORK/sk/strict.yaml"
-    TARGETS="sekisho-device" run_sekisho "$WORK/sk/strict.yaml" "-strict"
-fi
-# The audit trail's cost (issue 6: under 10 % in batched mode): the same configuration without
-# `audit:`, measured in the same run. AUDIT_AB=0 skips it.
-if [ "$AUDIT_OK" = 1 ] && [ "${AUDIT_AB:-1}" = 1 ]; then
-    AUDIT_OK=0 sek_config "$LEVEL" >"$WORK/sk/noaudit.yaml"
-    ab=""
-    want sekisho-public && ab="sekisho-public"
-    want sekisho-device && ab="$ab sekisho-device"
-    [ -n "$ab" ] && TARGETS="$ab" run_sekisho "$WORK/sk/noaudit.yaml" "-noaudit"
-fi
+
+# One round: every target, one after another. With ROUNDS > 1 the rounds repeat the whole
+# sequence and the report takes each cell's median over them: on a shared VM a cell swings
+# by ±10 % from one minute to the next, and a median of cells spread over the run says more
+# than one cell. Memory and the paced latency are measured in the first round only.
+run_round() {
+    if want direct; then
+        log "direct (upstream nginx over TLS)"
+        measure direct "$UP_PID" "https://bench.localhost/" "$UP_TLS"
+    fi
+
+    if want nginx || want nginx-mtls; then
+        PX_PID=$(start_bg nginx-proxy nginx -c "$WORK/px/nginx.conf" -g 'daemon off;')
+        wait_port "$NGINX_PLAIN"
+        if want nginx; then
+            log "nginx plain TLS proxy"
+            measure nginx "$PX_PID" "https://bench.localhost/" "$NGINX_PLAIN"
+        fi
+        if want nginx-mtls; then
+            log "nginx with client-certificate verification"
+            measure nginx-mtls "$PX_PID" "https://bench.localhost/" "$NGINX_MTLS" --cert "$DEV_CERT" --key "$DEV_KEY"
+        fi
+        # Idle connections last, so the peaks above are not inflated by memory kept from them.
+        want nginx && idle_rss nginx "$PX_PID" "https://bench.localhost/" "$NGINX_PLAIN"
+        stop_pid "$PX_PID"
+    fi
+
+    if want floor; then
+        # What the same crates cost with nothing of Sekisho's own on the path: the gap between
+        # this row and nginx is the stack's, the gap between this row and Sekisho (a) is Sekisho's.
+        FL_PID=$(start_bg floor "$LOADGEN" floor --listen "$FLOOR" --cert "$WORK/certs/server.pem" \
+            --key "$WORK/certs/server.key" --upstream "$UP_HTTP")
+        wait_port "$FLOOR"
+        log "stack floor (bare hyper + rustls proxy)"
+        measure floor "$FL_PID" "https://bench.localhost/" "$FLOOR"
+        stop_pid "$FL_PID"
+    fi
+
+    if want apache; then
+        if apache2 -t -f "$WORK/ap/httpd.conf" >"$WORK/ap/configtest" 2>&1; then
+            AP_PID=$(start_bg apache apache2 -f "$WORK/ap/httpd.conf" -DFOREGROUND)
+            wait_port "$APACHE"
+            code=$(loadgen run --url https://bench.localhost/ --connect "$APACHE" "${LG_COMMON[@]}" -c 1 -d 0.5 --warmup 0 --json "$WORK/probe.json" >/dev/null 2>&1; python3 -c "import json,sys; d=json.load(open('$WORK/probe.json')); print(','.join(d['statuses']) or 'ok')" 2>/dev/null || echo "?")
+            NOTE[apache]="without a token: $code"
+            log "Apache + mod_auth_openidc (probe without token: $code)"
+            measure apache "$AP_PID" "https://bench.localhost/" "$APACHE" -H "Authorization: Bearer $JWT"
+            idle_rss apache "$AP_PID" "https://bench.localhost/" "$APACHE" -H "Authorization: Bearer $JWT"
+            stop_pid "$AP_PID"
+        else
+            NOTE[apache]="config test failed: $(head -3 "$WORK/ap/configtest" | tr '\n' ' ')"
+            log "${NOTE[apache]}"
+        fi
+    fi
+
+    run_sekisho "$WORK/sk/sekisho.yaml" ""
+    if [ "$AUDIT_OK" = 1 ] && [ "$LEVEL" -ge 3 ] && [ -f "$RES/sekisho-device.peak_rss" ]; then
+        sek_config 3 strict >"$WORK/sk/strict.yaml"
+        TARGETS="sekisho-device" run_sekisho "$WORK/sk/strict.yaml" "-strict"
+    fi
+    # The audit trail's cost (issue 6: under 10 % in batched mode): the same configuration without
+    # `audit:`, measured in the same run. AUDIT_AB=0 skips it.
+    if [ "$AUDIT_OK" = 1 ] && [ "${AUDIT_AB:-1}" = 1 ]; then
+        AUDIT_OK=0 sek_config "$LEVEL" >"$WORK/sk/noaudit.yaml"
+        ab=""
+        want sekisho-public && ab="sekisho-public"
+        want sekisho-device && ab="$ab sekisho-device"
+        [ -n "$ab" ] && TARGETS="$ab" run_sekisho "$WORK/sk/noaudit.yaml" "-noaudit"
+    fi
+}
+run_round
+PACED_FIRST=$PACED_RATE SKIP_IDLE_FIRST=${SKIP_IDLE:-}
+for r in $(seq 2 "$ROUNDS"); do
+    log "round $r of $ROUNDS"
+    RES=$WORK/results/round$r
+    SKIP_IDLE=1
+    PACED_RATE=0
+    mkdir -p "$RES"
+    run_round
+done
+RES=$WORK/results PACED_RATE=$PACED_FIRST SKIP_IDLE=$SKIP_IDLE_FIRST
 stop_pid "$UP_PID"
 
 # ---------------------------------------------------------------------------- report
