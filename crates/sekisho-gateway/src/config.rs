@@ -221,7 +221,7 @@ pub struct Timeouts {
     pub connect: Duration,
     /// From sending the request to receiving the response head.
     pub response_header: Duration,
-    /// Longest gap between body chunks in either direction.
+    /// Longest the gateway waits for the next piece of a body, in either direction (the client's upload, the upstream's response).
     pub idle: Duration,
 }
 

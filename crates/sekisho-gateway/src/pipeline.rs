@@ -1260,7 +1260,8 @@ pub struct UpstreamIdentity<'a> {
     pub device_id: Option<&'a str>,
     pub now: jiff::Timestamp,
     /// For an upgrade: decides again, on the current configuration, whether the tunnel
-    /// may stay open.
+    /// may stay open. `Some` exactly when the request is a websocket upgrade (`is_upgrade`):
+    /// `forward` tunnels only then, so `None` here means no tunnel.
     pub tunnel_check: Option<TunnelCheck>,
 }
 
@@ -1557,21 +1558,15 @@ async fn forward(
     };
 
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
+        if let (Some(client_upgrade), Some(check)) = (client_upgrade, who.tunnel_check.clone()) {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             let rid = rid.to_owned();
-            let check = who.tunnel_check.clone();
             tokio::spawn(async move {
                 match (client_upgrade.await, upstream_upgrade.await) {
                     (Ok(c), Ok(u)) => {
                         let mut c = hyper_util::rt::TokioIo::new(c);
                         let mut u = hyper_util::rt::TokioIo::new(u);
-                        let withdrawn = async {
-                            match check {
-                                Some(check) => access_withdrawn(check).await,
-                                None => std::future::pending().await,
-                            }
-                        };
+                        let withdrawn = access_withdrawn(check);
                         tokio::select! {
                             r = tokio::io::copy_bidirectional(&mut c, &mut u) => {
                                 if let Err(e) = r {

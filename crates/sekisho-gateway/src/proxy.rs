@@ -629,18 +629,24 @@ impl HttpBody for Reclaim {
 }
 
 pin_project_lite::pin_project! {
-    /// Ends a body with an error when no frame arrives within `idle` of the gateway starting
-    /// to wait for one, so a stalled upstream or client cannot hold a connection forever.
+    /// Ends a body with an error when the gateway has waited `idle` for its next frame, so a
+    /// stalled upstream or client cannot hold a request open for longer than that at a time.
+    /// (A peer that sends a little within every `idle` is not stopped here.) The clock runs
+    /// only while the gateway waits: time the other side took to read does not count.
     ///
-    /// The timer is made only when the body makes the gateway wait (`Pending`) and dropped
-    /// when a frame comes. Most bodies on the hot path never wait — a GET's empty request
-    /// body, a small response that arrives with its head — and a timer made up front cost
-    /// each of them a clock read, the runtime handle and a timer-wheel entry.
+    /// The timer is made the first time the body makes the gateway wait (`Pending`), then
+    /// re-armed for each later wait. Most bodies on the hot path never wait — a GET's empty
+    /// request body, a small response that arrives with its head — and a timer made up front
+    /// cost each of them a clock read, the runtime handle and a timer-wheel entry. Kept rather
+    /// than dropped after a frame, so a streaming body re-arms one timer (usually an atomic
+    /// update) instead of adding and removing a wheel entry per frame.
     pub struct IdleTimeout<B> {
         #[pin]
         inner: B,
         #[pin]
         sleep: Option<tokio::time::Sleep>,
+        // The timer runs for the current wait (false after a frame: its deadline is stale).
+        armed: bool,
         idle: Duration,
     }
 }
@@ -650,6 +656,7 @@ impl<B> IdleTimeout<B> {
         IdleTimeout {
             inner,
             sleep: None,
+            armed: false,
             idle,
         }
     }
@@ -675,13 +682,18 @@ where
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
                 // The wait is over: the next one starts its own clock.
-                this.sleep.set(None);
+                *this.armed = false;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
-                if this.sleep.is_none() {
-                    this.sleep.set(Some(tokio::time::sleep(*this.idle)));
+                if !*this.armed {
+                    match this.sleep.as_mut().as_pin_mut() {
+                        Some(sleep) => sleep.reset(tokio::time::Instant::now() + *this.idle),
+                        None => this.sleep.set(Some(tokio::time::sleep(*this.idle))),
+                    }
+                    *this.armed = true;
                 }
+                // Polled now, so the timer holds this task's waker from the start.
                 match this.sleep.as_pin_mut().map(|s| s.poll(cx)) {
                     Some(Poll::Ready(())) => {
                         Poll::Ready(Some(Err(Box::new(IdleTimeoutError(*this.idle)))))
@@ -705,7 +717,7 @@ where
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
-    use tokio::time::Instant;
+    use tokio::time::{Instant, sleep, timeout};
 
     /// A body fed by hand: each message on the channel is one data frame.
     struct Fed(tokio::sync::mpsc::Receiver<Bytes>);
@@ -723,8 +735,39 @@ mod tests {
 
     const IDLE: Duration = Duration::from_secs(30);
 
+    /// The next frame, or a test failure (not a hang) if the body neither gives one nor
+    /// times out within twice the idle time.
+    async fn next<B: HttpBody<Data = Bytes, Error = BoxError> + Unpin>(
+        body: &mut B,
+    ) -> Option<Result<Frame<Bytes>, BoxError>> {
+        timeout(IDLE * 2, body.frame())
+            .await
+            .expect("the idle timer never fired")
+    }
+
     fn is_idle_error(r: Option<Result<Frame<Bytes>, BoxError>>) -> bool {
         matches!(r, Some(Err(e)) if e.is::<IdleTimeoutError>())
+    }
+
+    fn data(r: Option<Result<Frame<Bytes>, BoxError>>) -> Bytes {
+        match r {
+            Some(Ok(f)) => f.into_data().expect("a data frame"),
+            Some(Err(e)) => panic!("an error where a frame was due: {e}"),
+            None => panic!("the end where a frame was due"),
+        }
+    }
+
+    /// Sends `text` on `tx` after `after` (virtual time).
+    fn send_later(
+        tx: tokio::sync::mpsc::Sender<Bytes>,
+        after: Duration,
+        text: &'static str,
+    ) -> tokio::task::JoinHandle<tokio::sync::mpsc::Sender<Bytes>> {
+        tokio::spawn(async move {
+            sleep(after).await;
+            tx.send(Bytes::from_static(text.as_bytes())).await.unwrap();
+            tx
+        })
     }
 
     /// A body that sends nothing is ended with the idle error exactly `idle` after the
@@ -734,48 +777,53 @@ mod tests {
         let (_tx, rx) = tokio::sync::mpsc::channel(1);
         let mut body = std::pin::pin!(IdleTimeout::new(Fed(rx), IDLE));
         let started = Instant::now();
-        assert!(is_idle_error(body.frame().await));
+        assert!(is_idle_error(next(&mut body).await));
         assert_eq!(started.elapsed(), IDLE);
     }
 
-    /// The clock runs only while the gateway waits: a frame that was ready long after the
-    /// body was made (the client read slowly) is delivered, and the next wait gets the full
-    /// idle time again.
+    /// The clock starts when the gateway begins to wait, not when the body is made: a body
+    /// first read long after it was made still gets the whole idle time.
     #[tokio::test(start_paused = true)]
-    async fn the_idle_clock_starts_when_the_gateway_waits() {
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
+    async fn the_idle_clock_starts_at_the_first_wait() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
         let mut body = std::pin::pin!(IdleTimeout::new(Fed(rx), IDLE));
-        tx.send(Bytes::from_static(b"first")).await.unwrap();
-        tokio::time::sleep(IDLE * 3).await;
-        let frame = body.frame().await.unwrap().unwrap();
-        assert_eq!(frame.into_data().unwrap(), "first");
-        assert!(body.sleep.is_none(), "no timer for a frame that was ready");
+        sleep(IDLE * 3).await;
+        let _tx = send_later(tx, IDLE - Duration::from_secs(1), "late");
+        assert_eq!(data(next(&mut body).await), "late");
+    }
 
-        let fed = tokio::spawn(async move {
-            tokio::time::sleep(IDLE - Duration::from_secs(1)).await;
-            tx.send(Bytes::from_static(b"second")).await.unwrap();
-            tx
-        });
-        let frame = body.frame().await.unwrap().unwrap();
-        assert_eq!(
-            frame.into_data().unwrap(),
-            "second",
-            "1 s inside the idle time"
-        );
+    /// Time the other side took to read does not count against this side: after a frame,
+    /// the next wait gets the whole idle time again from when it starts, and then ends.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_does_not_shorten_the_next_wait() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut body = std::pin::pin!(IdleTimeout::new(Fed(rx), IDLE));
+        let fed = send_later(tx, Duration::from_secs(1), "first");
+        assert_eq!(data(next(&mut body).await), "first");
+        let tx = fed.await.unwrap();
+        // The reader (the client, the upstream) takes 20 s before it asks for more.
+        sleep(Duration::from_secs(20)).await;
+        let fed = send_later(tx, IDLE - Duration::from_secs(1), "second");
+        assert_eq!(data(next(&mut body).await), "second");
         let _tx = fed.await.unwrap();
 
         let started = Instant::now();
-        assert!(is_idle_error(body.frame().await));
+        assert!(is_idle_error(next(&mut body).await));
         assert_eq!(started.elapsed(), IDLE);
     }
 
-    /// The end of a body is passed on, and a finished body holds no timer.
+    /// A frame that is ready makes no timer; the end of a body is passed on.
     #[tokio::test(start_paused = true)]
-    async fn the_end_of_a_body_is_passed_on() {
+    async fn a_body_that_never_waits_makes_no_timer() {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let mut body = std::pin::pin!(IdleTimeout::new(Fed(rx), IDLE));
+        tx.send(Bytes::from_static(b"ready")).await.unwrap();
         drop(tx);
-        assert!(body.frame().await.is_none());
-        assert!(body.sleep.is_none());
+        assert_eq!(data(next(&mut body).await), "ready");
+        assert!(next(&mut body).await.is_none());
+        assert!(
+            body.sleep.is_none(),
+            "a timer was made for a body that never waited"
+        );
     }
 }

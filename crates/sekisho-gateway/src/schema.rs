@@ -369,7 +369,7 @@ fn route() -> Value {
                 json!({
                     "connect": duration("Connecting to the upstream.", "接続先への接続。", "5s"),
                     "response_header": duration("From sending the request to receiving the response head.", "リクエスト送信からレスポンスヘッダ受信まで。", "60s"),
-                    "idle": duration("Longest gap between body chunks in either direction.", "ボディのデータ間の最大間隔 (双方向)。", "5m")
+                    "idle": duration("Longest the gateway waits for the next piece of a body, in either direction (the client's upload, the upstream's response).", "ボディの次のデータを待つ最大時間 (双方向: 利用者からの送信、接続先からの応答)。", "5m")
                 }))
         }),
     );
