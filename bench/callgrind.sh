@@ -11,7 +11,11 @@
 # upstream nginx's configuration). For each binary (default: the release build in
 # ${CARGO_TARGET_DIR:-target}) the gateway runs under `valgrind --tool=callgrind` on 127.0.0.1,
 # takes WARMUP seconds of requests, has its counters zeroed, serves REQUESTS more over 4 keep-alive
-# connections at a paced rate, and is dumped. Printed: instructions (Ir) per request for the
+# connections at a paced rate, and is dumped. Those 4 connections are new (another client run),
+# so their TLS handshakes and first checks are counted too: on (d) ≈ 15 million instructions,
+# ≈ 15,000 a request at REQUESTS=1000 and ≈ 3,800 at 4000 (86,664 against 75,389 per request,
+# 0192bd0). Both builds of a comparison pay them alike; for a figure per request on its own,
+# take two REQUESTS and solve, or use a large REQUESTS. Printed: instructions (Ir) per request for the
 # whole process (gateway thread, audit writer, every other thread) and the functions with the
 # most inclusive Ir per request. Callgrind output stays in the work directory for
 # `callgrind_annotate` or KCachegrind. The upstream nginx runs natively and is not counted.

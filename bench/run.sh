@@ -647,6 +647,10 @@ run_sekisho() { # config-file suffix for results
         idle_rss sekisho-public "$SK_PID" "https://public.localhost/" "$SEK"
     fi
     stop_pid "$SK_PID"
+    # The trail written under load is not read afterwards, and it is large (≈ 4 GB a round at
+    # ≈ 1.2 KB a record): removed once its gateway has stopped, so ROUNDS=3 does not fill a
+    # small disk. KEEP_TRAIL=1 keeps it (e.g. for `sekisho audit verify`).
+    if [ -z "${KEEP_TRAIL:-}" ]; then rm -rf "$WORK/sk/audit-batched" "$WORK/sk/audit-strict"; fi
 }
 
 # One round: every target, one after another. With ROUNDS > 1 the rounds repeat the whole
