@@ -745,8 +745,18 @@ mod tests {
             .expect("the idle timer never fired")
     }
 
-    fn is_idle_error(r: Option<Result<Frame<Bytes>, BoxError>>) -> bool {
-        matches!(r, Some(Err(e)) if e.is::<IdleTimeoutError>())
+    /// The next wait ends with the idle error, exactly `IDLE` after it began.
+    async fn assert_ends_after_the_idle_time<B>(body: &mut B)
+    where
+        B: HttpBody<Data = Bytes, Error = BoxError> + Unpin,
+    {
+        let started = Instant::now();
+        let r = next(body).await;
+        assert!(
+            matches!(&r, Some(Err(e)) if e.is::<IdleTimeoutError>()),
+            "not the idle error: {r:?}"
+        );
+        assert_eq!(started.elapsed(), IDLE);
     }
 
     fn data(r: Option<Result<Frame<Bytes>, BoxError>>) -> Bytes {
@@ -776,9 +786,7 @@ mod tests {
     async fn a_stalled_body_ends_after_the_idle_time() {
         let (_tx, rx) = tokio::sync::mpsc::channel(1);
         let mut body = std::pin::pin!(IdleTimeout::new(Fed(rx), IDLE));
-        let started = Instant::now();
-        assert!(is_idle_error(next(&mut body).await));
-        assert_eq!(started.elapsed(), IDLE);
+        assert_ends_after_the_idle_time(&mut body).await;
     }
 
     /// The clock starts when the gateway begins to wait, not when the body is made: a body
@@ -807,9 +815,7 @@ mod tests {
         assert_eq!(data(next(&mut body).await), "second");
         let _tx = fed.await.unwrap();
 
-        let started = Instant::now();
-        assert!(is_idle_error(next(&mut body).await));
-        assert_eq!(started.elapsed(), IDLE);
+        assert_ends_after_the_idle_time(&mut body).await;
     }
 
     /// A frame that is ready makes no timer; the end of a body is passed on.
