@@ -29,6 +29,7 @@ PROTOS=${PROTOS:-"h1 h2"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 PACED_RATE=${PACED_RATE:-2000}   # req/s for the latency table (below every target's capacity)
 ROUNDS=${ROUNDS:-1}              # >1: repeat every target's cells, report each cell's median
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a whole number of rounds, 1 or more (got '$ROUNDS')" >&2; exit 1; }
 TARGETS=${TARGETS:-"direct nginx nginx-mtls floor apache sekisho-public sekisho-bearer sekisho-session sekisho-device"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=$ROOT/bench/results
