@@ -197,8 +197,8 @@ def main():
                f"{a.idle_conns} idle = HTTP/1.1 keep-alive connections that each made one request, held open; "
                f"peak = highest 0.25 s sample during that target's load cells):")
     out.append("")
-    out.append(f"| server | idle RSS | RSS with {a.idle_conns} idle connections | peak RSS under load |")
-    out.append("|---|---:|---:|---:|")
+    out.append(f"| server | idle RSS | RSS with {a.idle_conns} idle connections | per idle connection | peak RSS under load |")
+    out.append("|---|---:|---:|---:|---:|")
     mem = []
     # Targets that share a process with an earlier one (its idle figure is that process's).
     same = {"nginx-mtls": "nginx", "sekisho-bearer": "sekisho", "sekisho-session": "sekisho",
@@ -216,18 +216,23 @@ def main():
             continue
         if t in same:
             peak = read(os.path.join(a.res, f"{t}.peak_rss"))
-            out.append(f"| {desc} | (same process as {same[t]}) | | {mib(peak)} |")
+            out.append(f"| {desc} | (same process as {same[t]}) | | | {mib(peak)} |")
             mem.append({"target": t, "peak_kb": peak})
             continue
         conn = read(os.path.join(a.res, f"{t}.conn_rss"))
-        conn_s = "—"
+        conn_s = per_s = "—"
         if conn:
-            kb, n = conn.split()
+            kb, n, *before = conn.split()
             conn_s = mib(kb) + ("" if n == a.idle_conns else f" ({n} opened)")
+            # Against the resident set just before the connections opened (older result sets
+            # lack it: then against the idle figure, which overstates after load cells).
+            base = float(before[0]) if before else float(idle)
+            if int(n) > 0:
+                per_s = f"{(float(kb) - base) / int(n):.1f} KiB"
         elif os.path.exists(os.path.join(a.res, f"{t}.idle_out")):
             conn_s = "failed: " + (read(os.path.join(a.res, f"{t}.idle_out"), "") or "").replace("\n", " ")[:120]
         peak = read(os.path.join(a.res, f"{t}.peak_rss"))
-        out.append(f"| {desc} | {mib(idle)} | {conn_s} | {mib(peak)} |")
+        out.append(f"| {desc} | {mib(idle)} | {conn_s} | {per_s} | {mib(peak)} |")
         mem.append({"target": t, "idle_kb": idle, "idle_conns": conn, "peak_kb": peak})
     if a.load:
         out.append("")

@@ -532,13 +532,17 @@ idle_rss() { # target pid url connect [extra args]
     shift 4
     [ -n "${SKIP_IDLE:-}" ] && return 0
     rm -f "$WORK/ready"
+    # The resident set just before, so that the report can give memory per connection: a
+    # server that ran load cells keeps some of what they used, which is not the connections'.
+    local before
+    before=$(rss_kb "$pid")
     loadgen idle --url "$url" --connect "$connect" "${LG_COMMON[@]}" "$@" -n "$IDLE_CONNS" --hold 6 \
         --ready-file "$WORK/ready" >"$RES/$target.idle_out" 2>&1 &
     local lg=$! i
     for i in $(seq 1 600); do [ -f "$WORK/ready" ] && break; kill -0 $lg 2>/dev/null || break; sleep 0.1; done
     sleep 2
     if [ -f "$WORK/ready" ]; then
-        echo "$(rss_kb "$pid") $(cat "$WORK/ready")" >"$RES/$target.conn_rss"
+        echo "$(rss_kb "$pid") $(cat "$WORK/ready") $before" >"$RES/$target.conn_rss"
     fi
     wait $lg || true
     sleep 1
@@ -688,6 +692,8 @@ run_round() {
         wait_port "$FLOOR"
         log "stack floor (bare hyper + rustls proxy)"
         measure floor "$FL_PID" "https://bench.localhost/" "$FLOOR"
+        # The same crates' memory per idle connection: the part of Sekisho's that is the stack's.
+        idle_rss floor "$FL_PID" "https://bench.localhost/" "$FLOOR"
         stop_pid "$FL_PID"
     fi
 
